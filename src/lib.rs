@@ -1,0 +1,26 @@
+//! # ddb-lock
+//!
+//! A distributed lock client for Amazon DynamoDB that needs no AWS SDK.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod client;
+mod config;
+pub mod core;
+pub mod dynamodb;
+pub mod host;
+pub mod options;
+pub mod rt;
+mod signal;
+mod stats;
+pub mod table;
+pub mod time;
+
+pub use client::{Lock, LockClient, LockStatus, TryLock};
+pub use config::{ClientConfig, ConfigError, CredentialsError, CredentialsProvider};
+pub use core::{
+    AcquireError, Busy, LockKey, LockRecord, LossReason, ReleaseError, ReleaseOutcome,
+};
+pub use dynamodb::Credentials;
+pub use options::{InvalidInput, LockOptions, TableOptions};
+pub use stats::{OpStats, Stats};
