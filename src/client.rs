@@ -294,9 +294,10 @@ impl<H: Host> LockClient<H> {
     /// Releases every lock held through this client, concurrently, and reports each outcome.
     pub async fn release_all(&self) -> Vec<(LockKey, Result<ReleaseOutcome, ReleaseError>)> {
         let all: Vec<Arc<Shared>> = locked(&self.inner.held).values().cloned().collect();
-        join_all(all.iter().map(|s| async move {
-            (s.key.clone(), self.release_shared(s).await)
-        }))
+        join_all(
+            all.iter()
+                .map(|s| async move { (s.key.clone(), self.release_shared(s).await) }),
+        )
         .await
     }
 
@@ -366,18 +367,20 @@ impl<H: Host> LockClient<H> {
 
     async fn call_uncounted<O: Operation>(&self, op: &O) -> Result<O::Output, dynamodb::Error> {
         let inner = &*self.inner;
-        let credentials = inner.credentials.credentials().map_err(|e| {
-            dynamodb::Error::Access {
+        let credentials = inner
+            .credentials
+            .credentials()
+            .map_err(|e| dynamodb::Error::Access {
                 code: "CredentialsUnavailable".into(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let now = inner.host.now();
-        let request = dynamodb::encode(op, &inner.endpoint, &credentials, now.wall).map_err(
-            |e| dynamodb::Error::Validation {
-                message: e.to_string(),
-            },
-        )?;
+        let request =
+            dynamodb::encode(op, &inner.endpoint, &credentials, now.wall).map_err(|e| {
+                dynamodb::Error::Validation {
+                    message: e.to_string(),
+                }
+            })?;
         let response = with_timeout(
             &inner.host,
             now.mono + inner.request_timeout,

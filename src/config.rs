@@ -174,13 +174,13 @@ impl ClientConfig {
                 "must be at least 1 ms",
             )));
         }
-        if let Some(owner) = &self.owner_name {
-            if owner.is_empty() || owner.len() > 1024 {
-                return Err(ConfigError::Invalid(InvalidInput::new(
-                    "owner_name",
-                    "must be 1 to 1024 bytes",
-                )));
-            }
+        if let Some(owner) = &self.owner_name
+            && (owner.is_empty() || owner.len() > 1024)
+        {
+            return Err(ConfigError::Invalid(InvalidInput::new(
+                "owner_name",
+                "must be 1 to 1024 bytes",
+            )));
         }
         self.endpoint()
     }
@@ -204,7 +204,10 @@ mod tests {
         .into();
         let c = ClientConfig::from_vars(|k| vars.get(k).map(|v| v.to_string())).unwrap();
         let ep = c.validate().unwrap();
-        assert_eq!((ep.url(), ep.region()), ("http://127.0.0.1:8000", "eu-west-1"));
+        assert_eq!(
+            (ep.url(), ep.region()),
+            ("http://127.0.0.1:8000", "eu-west-1")
+        );
         let creds = c.credentials.credentials().unwrap();
         assert!(creds.has_session_token());
         let shown = format!("{c:?}");

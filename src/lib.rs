@@ -18,9 +18,7 @@ pub mod time;
 
 pub use client::{Lock, LockClient, LockStatus, TryLock};
 pub use config::{ClientConfig, ConfigError, CredentialsError, CredentialsProvider};
-pub use core::{
-    AcquireError, Busy, LockKey, LockRecord, LossReason, ReleaseError, ReleaseOutcome,
-};
+pub use core::{AcquireError, Busy, LockKey, LockRecord, LossReason, ReleaseError, ReleaseOutcome};
 pub use dynamodb::Credentials;
 pub use options::{InvalidInput, LockOptions, TableOptions};
 pub use stats::{OpStats, Stats};

@@ -159,10 +159,7 @@ impl TableOptions {
                 ));
             }
             if names[..i].iter().any(|(_, other)| other == name) {
-                return Err(InvalidInput::new(
-                    field,
-                    format!("{name:?} is used twice"),
-                ));
+                return Err(InvalidInput::new(field, format!("{name:?} is used twice")));
             }
         }
         if self.ttl.is_zero() {
@@ -477,7 +474,11 @@ mod tests {
             "wait_duration"
         );
         assert_eq!(
-            field(LockOptions::new().trust_local_time(true).wait_duration(ms(10))),
+            field(
+                LockOptions::new()
+                    .trust_local_time(true)
+                    .wait_duration(ms(10))
+            ),
             "max_clock_skew"
         );
         assert!(
@@ -497,14 +498,19 @@ mod tests {
             "additional_attributes"
         );
         assert_eq!(
-            field(LockOptions::new().additional_attribute(
-                "big",
-                AttributeValue::s("x".repeat(MAX_ITEM_BYTES))
-            )),
+            field(
+                LockOptions::new()
+                    .additional_attribute("big", AttributeValue::s("x".repeat(MAX_ITEM_BYTES)))
+            ),
             "additional_attributes"
         );
         assert_eq!(
-            field(LockOptions::new().lease(ms(100)).prolong(false).safety_margin(ms(100))),
+            field(
+                LockOptions::new()
+                    .lease(ms(100))
+                    .prolong(false)
+                    .safety_margin(ms(100))
+            ),
             "safety_margin"
         );
     }
@@ -524,10 +530,16 @@ mod tests {
         let field = |t: TableOptions| t.validate().unwrap_err().field;
         assert_eq!(field(TableOptions::new().table_name("ab")), "table_name");
         assert_eq!(field(TableOptions::new().table_name("a b c")), "table_name");
-        assert_eq!(field(TableOptions::new().partition_key("")), "partition_key");
+        assert_eq!(
+            field(TableOptions::new().partition_key("")),
+            "partition_key"
+        );
         assert_eq!(field(TableOptions::new().sort_key("lockId")), "sort_key");
         assert_eq!(field(TableOptions::new().sort_key("ownerName")), "sort_key");
-        assert_eq!(field(TableOptions::new().ttl_key("recordVersionNumber")), "ttl_key");
+        assert_eq!(
+            field(TableOptions::new().ttl_key("recordVersionNumber")),
+            "ttl_key"
+        );
         assert_eq!(field(TableOptions::new().ttl_key("lockGroup")), "ttl_key");
         assert!(validate_key("g", "").is_err());
         assert!(validate_key("", "i").is_err());

@@ -6,7 +6,9 @@ use std::time::Duration;
 use crate::LockClient;
 use crate::dynamodb::{
     self, CreateTable, DescribeTable, UpdateTimeToLive,
-    create_table::{AttributeDefinition, KeySchemaElement, ProvisionedThroughput, TableDescription},
+    create_table::{
+        AttributeDefinition, KeySchemaElement, ProvisionedThroughput, TableDescription,
+    },
     update_time_to_live::TimeToLiveSpecification,
 };
 use crate::host::Host;
@@ -82,7 +84,10 @@ impl fmt::Display for TableError {
                 expected.0, expected.1
             ),
             TableError::NotActive { status } => {
-                write!(f, "the lock table did not become active (status {status:?})")
+                write!(
+                    f,
+                    "the lock table did not become active (status {status:?})"
+                )
             }
             TableError::Dynamo(e) => write!(f, "DynamoDB: {e}"),
         }
@@ -95,7 +100,10 @@ impl<H: Host> LockClient<H> {
     /// Creates the lock table (pay-per-request by default) with the configured key names,
     /// waits until it is active, and enables TTL when a TTL attribute is configured. An
     /// existing table is checked instead ([`check_table`](Self::check_table)).
-    pub async fn create_table(&self, options: &CreateTableOptions) -> Result<TableCreated, TableError> {
+    pub async fn create_table(
+        &self,
+        options: &CreateTableOptions,
+    ) -> Result<TableCreated, TableError> {
         let t = self.table();
         let key = |name: &str, kind: &str| KeySchemaElement {
             attribute_name: name.to_owned(),

@@ -1,4 +1,5 @@
 //! The lock against DynamoDB Local: the TypeScript client's feature set, done right.
+#![allow(clippy::disallowed_methods)] // Tests measure real elapsed time; the crate itself may not.
 
 mod common;
 
@@ -10,8 +11,8 @@ use common::*;
 use ddb_lock::dynamodb::{self, AttributeValue};
 use ddb_lock::table::{CreateTableOptions, TableError};
 use ddb_lock::{
-    AcquireError, LockOptions, LockStatus, LossReason, ReleaseError, ReleaseOutcome,
-    TableOptions, TryLock,
+    AcquireError, LockOptions, LockStatus, LossReason, ReleaseError, ReleaseOutcome, TableOptions,
+    TryLock,
 };
 
 fn ms(n: u64) -> Duration {
@@ -24,19 +25,29 @@ async fn a_free_lock_costs_one_write_and_release_one_delete() {
     let lock = c.lock("g", "free", &LockOptions::new()).await.unwrap();
     let s = c.stats();
     assert_eq!(s.put_item.requests, 1, "{s:?}");
-    assert_eq!(s.requests() - s.other.requests, 1, "one PutItem beside table setup: {s:?}");
+    assert_eq!(
+        s.requests() - s.other.requests,
+        1,
+        "one PutItem beside table setup: {s:?}"
+    );
     assert_eq!(s.get_item.requests, 0);
     assert!(lock.is_held());
     let item = raw_item(&c, "g", "free").await.expect("item written");
     assert_eq!(item["ownerName"].as_s(), Some(c.owner()));
-    assert_eq!(item["recordVersionNumber"].as_s(), Some(lock.record().rvn.as_str()));
+    assert_eq!(
+        item["recordVersionNumber"].as_s(),
+        Some(lock.record().rvn.as_str())
+    );
     assert_eq!(item["leaseDurationInMs"].as_u64(), Some(20_000));
     assert!(item["lastUpdatedTimeInMs"].as_u64().unwrap() > 1_600_000_000_000);
     assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
     assert!(raw_item(&c, "g", "free").await.is_none());
     let s = c.stats();
     assert_eq!((s.delete_item.requests, s.put_item.requests), (1, 1));
-    assert!(matches!(lock.status(), LockStatus::Lost(LossReason::Released)));
+    assert!(matches!(
+        lock.status(),
+        LockStatus::Lost(LossReason::Released)
+    ));
     assert!(s.capacity_units >= 2.0, "capacity counted: {s:?}");
 }
 
@@ -48,8 +59,14 @@ async fn invalid_input_is_rejected_before_any_request() {
         c.lock("g", "", &LockOptions::new()).await,
         c.lock("", "i", &LockOptions::new()).await,
         c.lock("g", &"x".repeat(2049), &LockOptions::new()).await,
-        c.lock("g", "i", &LockOptions::new().lease(ms(1000)).prolong_every(ms(600))).await,
-        c.lock("g", "i", &LockOptions::new().trust_local_time(true)).await,
+        c.lock(
+            "g",
+            "i",
+            &LockOptions::new().lease(ms(1000)).prolong_every(ms(600)),
+        )
+        .await,
+        c.lock("g", "i", &LockOptions::new().trust_local_time(true))
+            .await,
     ];
     for r in bad {
         assert!(matches!(r, Err(AcquireError::InvalidInput(_))), "{r:?}");
@@ -67,19 +84,32 @@ async fn a_dead_holder_is_taken_over_after_its_lease_with_reads_not_writes() {
     let (t, a) = fresh("takeover").await;
     let b = client(&t);
     let lease = ms(1200);
-    let opts = LockOptions::new().lease(lease).prolong(false).poll_interval(ms(100));
+    let opts = LockOptions::new()
+        .lease(lease)
+        .prolong(false)
+        .poll_interval(ms(100));
     let dead = a.lock("g", "k", &opts).await.unwrap();
     let start = Instant::now();
     let lock = b.lock("g", "k", &opts).await.unwrap();
     let waited = start.elapsed();
-    assert!(waited >= lease, "took over after {waited:?}, before the lease");
+    assert!(
+        waited >= lease,
+        "took over after {waited:?}, before the lease"
+    );
     assert!(waited < lease + ms(1500), "took {waited:?}");
     let s = b.stats();
     assert_eq!(s.put_item.requests, 1, "{s:?}");
     assert_eq!(s.update_item.requests, 1, "one takeover write: {s:?}");
     assert!(s.get_item.requests >= 5, "waited by reading: {s:?}");
-    assert_eq!(s.conditional_failures(), 1, "only the first create failed: {s:?}");
-    assert!(matches!(dead.status(), LockStatus::Lost(LossReason::Expired { .. })));
+    assert_eq!(
+        s.conditional_failures(),
+        1,
+        "only the first create failed: {s:?}"
+    );
+    assert!(matches!(
+        dead.status(),
+        LockStatus::Lost(LossReason::Expired { .. })
+    ));
     // The dead holder can no longer release what is now b's lock.
     assert!(matches!(
         dead.release().await,
@@ -98,7 +128,11 @@ async fn a_waiter_notices_a_release_within_the_poll_interval() {
     let (t, a) = fresh("handoff").await;
     let b = client(&t);
     let held = a
-        .lock("g", "k", &LockOptions::new().lease(ms(10_000)).prolong_every(ms(2000)))
+        .lock(
+            "g",
+            "k",
+            &LockOptions::new().lease(ms(10_000)).prolong_every(ms(2000)),
+        )
         .await
         .unwrap();
     let release_at = Instant::now() + ms(500);
@@ -140,8 +174,14 @@ async fn trust_local_time_takes_over_on_stored_expiry() {
         .poll_interval(ms(100));
     let lock = b.lock("g", "k", &opts).await.unwrap();
     let waited = start.elapsed();
-    assert!(written.elapsed() >= lease + ms(100), "took over before stored expiry + skew");
-    assert!(waited < ms(1500), "trusting stored time must beat watching a whole lease: {waited:?}");
+    assert!(
+        written.elapsed() >= lease + ms(100),
+        "took over before stored expiry + skew"
+    );
+    assert!(
+        waited < ms(1500),
+        "trusting stored time must beat watching a whole lease: {waited:?}"
+    );
     lock.release().await.unwrap();
 }
 
@@ -150,19 +190,38 @@ async fn max_retry_count_gives_up_while_the_holder_is_alive() {
     let (t, a) = fresh("retries").await;
     let b = client(&t);
     let held = a
-        .lock("g", "k", &LockOptions::new().lease(ms(800)).prolong_every(ms(200)))
+        .lock(
+            "g",
+            "k",
+            &LockOptions::new().lease(ms(800)).prolong_every(ms(200)),
+        )
         .await
         .unwrap();
     let start = Instant::now();
     let r = b
-        .lock("g", "k", &LockOptions::new().lease(ms(800)).prolong(false).max_retry_count(2).poll_interval(ms(100)))
+        .lock(
+            "g",
+            "k",
+            &LockOptions::new()
+                .lease(ms(800))
+                .prolong(false)
+                .max_retry_count(2)
+                .poll_interval(ms(100)),
+        )
         .await;
     match r {
-        Err(AcquireError::MaxRetries { attempts: 3, holder: Some(h) }) => assert_eq!(h.owner, a.owner()),
+        Err(AcquireError::MaxRetries {
+            attempts: 3,
+            holder: Some(h),
+        }) => assert_eq!(h.owner, a.owner()),
         other => panic!("{other:?}"),
     }
     // Two waits: a whole lease from the first sight, then one from the latest renewal seen.
-    assert!(start.elapsed() >= ms(1200), "two lease-long waits: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= ms(1200),
+        "two lease-long waits: {:?}",
+        start.elapsed()
+    );
     assert!(held.is_held());
     held.release().await.unwrap();
     let r = b
@@ -178,9 +237,18 @@ async fn acquire_timeout_bounds_the_wait() {
     let held = a.lock("g", "k", &LockOptions::new()).await.unwrap();
     let start = Instant::now();
     let r = b
-        .lock("g", "k", &LockOptions::new().acquire_timeout(ms(700)).poll_interval(ms(100)))
+        .lock(
+            "g",
+            "k",
+            &LockOptions::new()
+                .acquire_timeout(ms(700))
+                .poll_interval(ms(100)),
+        )
         .await;
-    assert!(matches!(r, Err(AcquireError::Timeout { holder: Some(_) })), "{r:?}");
+    assert!(
+        matches!(r, Err(AcquireError::Timeout { holder: Some(_) })),
+        "{r:?}"
+    );
     let e = start.elapsed();
     assert!(e >= ms(700) && e < ms(1500), "{e:?}");
     held.release().await.unwrap();
@@ -204,7 +272,10 @@ async fn prolonging_keeps_a_lock_past_its_lease() {
         TryLock::Acquired(_) => panic!("acquired a renewed lock"),
     }
     let renewals = a.stats().update_item.requests;
-    assert!((8..=16).contains(&renewals), "renewed every 150 ms for 2 s: {renewals}");
+    assert!(
+        (8..=16).contains(&renewals),
+        "renewed every 150 ms for 2 s: {renewals}"
+    );
     lock.release().await.unwrap();
 }
 
@@ -212,7 +283,11 @@ async fn prolonging_keeps_a_lock_past_its_lease() {
 async fn a_stolen_lock_is_reported_lost() {
     let (_, a) = fresh("stolen").await;
     let lock = a
-        .lock("g", "k", &LockOptions::new().lease(ms(3000)).prolong_every(ms(200)))
+        .lock(
+            "g",
+            "k",
+            &LockOptions::new().lease(ms(3000)).prolong_every(ms(200)),
+        )
         .await
         .unwrap();
     // Another writer replaces the record (as a takeover by another client would).
@@ -235,14 +310,19 @@ async fn a_stolen_lock_is_reported_lost() {
     .await
     .unwrap();
     let start = Instant::now();
-    let reason = tokio::time::timeout(ms(2000), lock.lost()).await.expect("loss noticed");
+    let reason = tokio::time::timeout(ms(2000), lock.lost())
+        .await
+        .expect("loss noticed");
     assert!(start.elapsed() < ms(600), "noticed at the next renewal");
     match reason {
         LossReason::Stolen { by: Some(r) } => assert_eq!(r.owner, "thief"),
         other => panic!("{other:?}"),
     }
     assert!(!lock.is_held());
-    assert!(matches!(lock.release().await, Err(ReleaseError::AlreadyLost(_))));
+    assert!(matches!(
+        lock.release().await,
+        Err(ReleaseError::AlreadyLost(_))
+    ));
     assert_eq!(
         raw_item(&a, "g", "k").await.unwrap()["ownerName"].as_s(),
         Some("thief"),
@@ -261,7 +341,10 @@ async fn an_unrenewed_lock_reports_expiry() {
     let warned = lock.expiring(ms(100)).await;
     assert!(warned <= ms(100) && lock.is_held());
     let reason = tokio::time::timeout(ms(1000), lock.lost()).await.unwrap();
-    assert!(matches!(reason, LossReason::Expired { last_error: None }), "{reason:?}");
+    assert!(
+        matches!(reason, LossReason::Expired { last_error: None }),
+        "{reason:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,7 +357,12 @@ async fn release_all_deletes_every_held_lock() {
     assert_eq!(scan(&c).await.len(), 3);
     let results = c.release_all().await;
     assert_eq!(results.len(), 3);
-    assert!(results.iter().all(|(_, r)| r == &Ok(ReleaseOutcome::Released)), "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|(_, r)| r == &Ok(ReleaseOutcome::Released)),
+        "{results:?}"
+    );
     assert!(scan(&c).await.is_empty(), "nothing left in DynamoDB");
     assert_eq!(c.held_count(), 0);
     assert!(locks.iter().all(|l| !l.is_held()));
@@ -309,7 +397,10 @@ async fn additional_attributes_and_ttl_are_written_and_refreshed() {
     let item = raw_item(&c, "g", "k").await.unwrap();
     assert!(item["expiresAt"].as_u64().unwrap() > ttl1, "TTL refreshed");
     assert!(item["lastUpdatedTimeInMs"].as_u64().unwrap() >= updated1 + 1000);
-    assert_eq!(item["additionalAttributes"].as_m().unwrap()["job"].as_s(), Some("report"));
+    assert_eq!(
+        item["additionalAttributes"].as_m().unwrap()["job"].as_s(),
+        Some("report")
+    );
     lock.release().await.unwrap();
 }
 
@@ -339,7 +430,11 @@ async fn try_lock_reports_the_holder_and_takes_over_after_a_watched_lease() {
         TryLock::Acquired(_) => panic!("acquired a held lock"),
     };
     assert_eq!(busy.holder.owner, a.owner());
-    assert!(busy.retry_after > ms(600) && busy.retry_after <= ms(800), "{:?}", busy.retry_after);
+    assert!(
+        busy.retry_after > ms(600) && busy.retry_after <= ms(800),
+        "{:?}",
+        busy.retry_after
+    );
     tokio::time::sleep(busy.retry_after).await;
     match b.try_lock("g", "k", &opts).await.unwrap() {
         TryLock::Acquired(lock) => lock.release().await.unwrap(),
@@ -351,7 +446,10 @@ async fn try_lock_reports_the_holder_and_takes_over_after_a_watched_lease() {
 async fn fifty_concurrent_lockers_all_acquire_one_at_a_time() {
     let (t, _) = fresh("fifty").await;
     let inside = Arc::new(AtomicUsize::new(0));
-    let opts = LockOptions::new().lease(ms(500)).prolong(false).poll_interval(ms(25));
+    let opts = LockOptions::new()
+        .lease(ms(500))
+        .prolong(false)
+        .poll_interval(ms(25));
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let c = client(&t);
@@ -360,7 +458,11 @@ async fn fifty_concurrent_lockers_all_acquire_one_at_a_time() {
         tasks.push(tokio::spawn(async move {
             let lock = c.lock("g", "hot", &opts).await.expect("acquired");
             let start = std::time::SystemTime::now();
-            assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+            assert_eq!(
+                inside.fetch_add(1, Ordering::SeqCst),
+                0,
+                "two holders at once"
+            );
             tokio::time::sleep(ms(5)).await;
             inside.fetch_sub(1, Ordering::SeqCst);
             let end = std::time::SystemTime::now();
@@ -397,7 +499,12 @@ async fn table_helper_creates_checks_and_explains() {
         ddb_lock::table::TableCreated::AlreadyExisted
     );
     c.check_table().await.unwrap();
-    let other_keys = client(&TableOptions::new().table_name(name).partition_key("pk").sort_key("sk"));
+    let other_keys = client(
+        &TableOptions::new()
+            .table_name(name)
+            .partition_key("pk")
+            .sort_key("sk"),
+    );
     match other_keys.check_table().await {
         Err(e @ TableError::KeySchema { .. }) => assert!(e.to_string().contains("lockId")),
         other => panic!("{other:?}"),

@@ -166,7 +166,9 @@ impl Acquire {
         rng: Rng,
         now: Now,
     ) -> Self {
-        let cap = opts.poll_interval.clamp(Duration::from_millis(50), Duration::from_secs(2));
+        let cap = opts
+            .poll_interval
+            .clamp(Duration::from_millis(50), Duration::from_secs(2));
         let deadline = opts.acquire_timeout.map(|t| now.mono + t);
         let mut acquire = Acquire {
             layout,
@@ -367,12 +369,12 @@ impl Acquire {
                 return;
             }
         };
-        if record.owner == self.owner {
-            if let Some(a) = self.mine.iter().find(|a| a.rvn == record.rvn).cloned() {
-                // One of our own earlier writes landed after all.
-                self.acquired(a);
-                return;
-            }
+        if record.owner == self.owner
+            && let Some(a) = self.mine.iter().find(|a| a.rvn == record.rvn).cloned()
+        {
+            // One of our own earlier writes landed after all.
+            self.acquired(a);
+            return;
         }
         self.backoff.reset();
         self.observe(record, now.mono, now);
@@ -425,8 +427,7 @@ impl Acquire {
             if now.wall > expiry {
                 now.mono
             } else {
-                now.mono
-                    + Duration::from_millis(expiry.as_millis() - now.wall.as_millis() + 1)
+                now.mono + Duration::from_millis(expiry.as_millis() - now.wall.as_millis() + 1)
             }
         } else {
             obs.since + obs.record.lease

@@ -50,11 +50,9 @@ pub enum LossReason {
 impl fmt::Display for LossReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LossReason::Stolen { by } => write!(
-                f,
-                "stolen by {:?}",
-                by.as_ref().map(|r| r.owner.as_str())
-            ),
+            LossReason::Stolen { by } => {
+                write!(f, "stolen by {:?}", by.as_ref().map(|r| r.owner.as_str()))
+            }
             LossReason::Deleted => f.write_str("the lock item was deleted by someone else"),
             LossReason::Expired { last_error: None } => f.write_str("the lease expired"),
             LossReason::Expired {
@@ -261,13 +259,22 @@ impl Held {
     /// Feeds the outcome of a request this machine asked for (renewal or release).
     pub fn handle(&mut self, now: Now, outcome: Outcome) {
         match self.in_flight.take() {
-            Some(Flight::Renew { rvn, sent, wall }) => self.handle_renew(now, rvn, sent, wall, outcome),
+            Some(Flight::Renew { rvn, sent, wall }) => {
+                self.handle_renew(now, rvn, sent, wall, outcome)
+            }
             Some(Flight::Release) => self.handle_release(now, outcome),
             None => {}
         }
     }
 
-    fn handle_renew(&mut self, now: Now, rvn: String, sent: Instant, wall: WallTime, outcome: Outcome) {
+    fn handle_renew(
+        &mut self,
+        now: Now,
+        rvn: String,
+        sent: Instant,
+        wall: WallTime,
+        outcome: Outcome,
+    ) {
         match outcome {
             Ok(Response::Update(_)) => {
                 self.record.rvn = rvn;
@@ -365,8 +372,8 @@ impl Held {
             Err(e) if e.is_retryable() => {
                 self.release_ambiguous |= e.is_ambiguous();
                 // Retry while the item may still block others; then the lease frees it anyway.
-                let give_up = now.mono >= self.lease_start + self.record.lease
-                    || self.release_attempts >= 8;
+                let give_up =
+                    now.mono >= self.lease_start + self.record.lease || self.release_attempts >= 8;
                 if !give_up {
                     self.release_next = now.mono + self.backoff.next(&mut self.rng);
                     return;

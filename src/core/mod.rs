@@ -117,7 +117,11 @@ mod tests {
         let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(200));
         let pauses: Vec<_> = (0..10).map(|_| b.next(&mut rng)).collect();
         assert!(pauses[0] >= Duration::from_millis(5) && pauses[0] <= Duration::from_millis(10));
-        assert!(pauses.iter().all(|p| *p <= Duration::from_millis(200) && !p.is_zero()));
+        assert!(
+            pauses
+                .iter()
+                .all(|p| *p <= Duration::from_millis(200) && !p.is_zero())
+        );
         assert!(pauses[9] >= Duration::from_millis(100));
         b.reset();
         assert!(b.next(&mut rng) <= Duration::from_millis(10));

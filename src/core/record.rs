@@ -14,8 +14,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::dynamodb::{
-    AttributeValue, DeleteItem, GetItem, Item, Names, PutItem, ReturnOnConditionFailure,
-    UpdateItem, TOTAL,
+    AttributeValue, DeleteItem, GetItem, Item, Names, PutItem, ReturnOnConditionFailure, TOTAL,
+    UpdateItem,
 };
 use crate::options::{TableOptions, attr};
 use crate::time::WallTime;
@@ -155,10 +155,12 @@ impl Layout {
     }
 
     fn ttl_value(&self, wall: WallTime) -> Option<(String, AttributeValue)> {
-        self.table
-            .ttl_key
-            .as_ref()
-            .map(|k| (k.clone(), AttributeValue::n((wall + self.table.ttl).as_secs())))
+        self.table.ttl_key.as_ref().map(|k| {
+            (
+                k.clone(),
+                AttributeValue::n((wall + self.table.ttl).as_secs()),
+            )
+        })
     }
 
     fn base_names(&self) -> Names {
@@ -182,7 +184,14 @@ impl Layout {
     }
 
     /// Create the item if there is none: one write, the current item back on failure.
-    pub fn create(&self, owner: &str, rvn: &str, lease: Duration, attrs: &Item, wall: WallTime) -> PutItem {
+    pub fn create(
+        &self,
+        owner: &str,
+        rvn: &str,
+        lease: Duration,
+        attrs: &Item,
+        wall: WallTime,
+    ) -> PutItem {
         let mut item = self.key_item();
         item.insert(attr::OWNER.into(), AttributeValue::s(owner));
         item.insert(attr::RVN.into(), AttributeValue::s(rvn));
@@ -267,7 +276,13 @@ impl Layout {
     }
 
     /// Renew: a new version and time, if the item is still ours.
-    pub fn renew(&self, versions: &[String], owner: &str, new_rvn: &str, wall: WallTime) -> UpdateItem {
+    pub fn renew(
+        &self,
+        versions: &[String],
+        owner: &str,
+        new_rvn: &str,
+        wall: WallTime,
+    ) -> UpdateItem {
         let mut names = self.base_names();
         names.remove("#sk");
         names.insert("#updated".into(), attr::UPDATED.into());
@@ -337,23 +352,52 @@ mod tests {
     #[test]
     fn foreign_items_are_typed_errors() {
         let bad = [
-            (r#"{"recordVersionNumber":{"S":"v"},"leaseDurationInMs":{"N":"5"}}"#, "ownerName"),
-            (r#"{"ownerName":{"N":"1"},"recordVersionNumber":{"S":"v"},"leaseDurationInMs":{"N":"5"}}"#, "ownerName"),
-            (r#"{"ownerName":{"S":"o"},"recordVersionNumber":{"S":"v"}}"#, "leaseDurationInMs"),
-            (r#"{"ownerName":{"S":"o"},"recordVersionNumber":{"S":"v"},"leaseDurationInMs":{"N":"-5"}}"#, "leaseDurationInMs"),
-            (r#"{"ownerName":{"S":"o"},"recordVersionNumber":{"S":"v"},"leaseDurationInMs":{"S":"5"}}"#, "leaseDurationInMs"),
-            (r#"{"ownerName":{"S":"o"},"recordVersionNumber":{"S":"v"},"leaseDurationInMs":{"N":"5"},"additionalAttributes":{"S":"x"}}"#, "additionalAttributes"),
+            (
+                r#"{"recordVersionNumber":{"S":"v"},"leaseDurationInMs":{"N":"5"}}"#,
+                "ownerName",
+            ),
+            (
+                r#"{"ownerName":{"N":"1"},"recordVersionNumber":{"S":"v"},"leaseDurationInMs":{"N":"5"}}"#,
+                "ownerName",
+            ),
+            (
+                r#"{"ownerName":{"S":"o"},"recordVersionNumber":{"S":"v"}}"#,
+                "leaseDurationInMs",
+            ),
+            (
+                r#"{"ownerName":{"S":"o"},"recordVersionNumber":{"S":"v"},"leaseDurationInMs":{"N":"-5"}}"#,
+                "leaseDurationInMs",
+            ),
+            (
+                r#"{"ownerName":{"S":"o"},"recordVersionNumber":{"S":"v"},"leaseDurationInMs":{"S":"5"}}"#,
+                "leaseDurationInMs",
+            ),
+            (
+                r#"{"ownerName":{"S":"o"},"recordVersionNumber":{"S":"v"},"leaseDurationInMs":{"N":"5"},"additionalAttributes":{"S":"x"}}"#,
+                "additionalAttributes",
+            ),
         ];
         for (json, attribute) in bad {
-            assert_eq!(LockRecord::from_item(&item(json)).unwrap_err().attribute, attribute, "{json}");
+            assert_eq!(
+                LockRecord::from_item(&item(json)).unwrap_err().attribute,
+                attribute,
+                "{json}"
+            );
         }
     }
 
     #[test]
     fn requests_use_the_configured_names() {
         let l = Layout::new(
-            TableOptions::new().table_name("locks").partition_key("pk").sort_key("sk").ttl_key("ttl"),
-            LockKey { group: "g".into(), id: "i".into() },
+            TableOptions::new()
+                .table_name("locks")
+                .partition_key("pk")
+                .sort_key("sk")
+                .ttl_key("ttl"),
+            LockKey {
+                group: "g".into(),
+                id: "i".into(),
+            },
         );
         let wall = WallTime::from_millis(10_000);
         let put = l.create("me", "r1", Duration::from_millis(500), &Item::new(), wall);
@@ -365,7 +409,10 @@ mod tests {
             renew.condition_expression.as_deref(),
             Some("attribute_exists(#pk) AND #rvn IN (:v0, :v1) AND #owner = :me")
         );
-        assert_eq!(renew.update_expression, "SET #rvn = :rvn, #updated = :updated, #ttl = :ttl");
+        assert_eq!(
+            renew.update_expression,
+            "SET #rvn = :rvn, #updated = :updated, #ttl = :ttl"
+        );
         let del = l.release(&["a".into()], "me");
         assert_eq!(del.expression_attribute_values[":v0"].as_s(), Some("a"));
     }

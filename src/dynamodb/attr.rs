@@ -134,7 +134,10 @@ mod tests {
     fn numbers_that_do_not_fit_are_none() {
         assert_eq!(AttributeValue::N("-1".into()).as_u64(), None);
         assert_eq!(AttributeValue::N("1.5".into()).as_u64(), None);
-        assert_eq!(AttributeValue::N("99999999999999999999999".into()).as_u64(), None);
+        assert_eq!(
+            AttributeValue::N("99999999999999999999999".into()).as_u64(),
+            None
+        );
         assert_eq!(AttributeValue::S("1".into()).as_u64(), None);
     }
 }

@@ -317,7 +317,10 @@ mod tests {
             assert!(e.is_retryable() && !e.is_ambiguous());
         }
         assert!(matches!(
-            err(400, r#"{"__type":"x#ResourceNotFoundException","message":"no"}"#),
+            err(
+                400,
+                r#"{"__type":"x#ResourceNotFoundException","message":"no"}"#
+            ),
             Error::NotFound { .. }
         ));
         assert!(matches!(
@@ -340,9 +343,15 @@ mod tests {
     fn garbage_is_typed() {
         assert!(matches!(err(400, "<html>"), Error::Malformed { .. }));
         assert!(matches!(err(400, "{}"), Error::Malformed { .. }));
-        assert!(matches!(err(503, "<html>"), Error::Server { status: 503, .. }));
         assert!(matches!(
-            err(400, r#"{"__type":"x#ConditionalCheckFailedException","Item":{"k":{"Z":1}}}"#),
+            err(503, "<html>"),
+            Error::Server { status: 503, .. }
+        ));
+        assert!(matches!(
+            err(
+                400,
+                r#"{"__type":"x#ConditionalCheckFailedException","Item":{"k":{"Z":1}}}"#
+            ),
             Error::Malformed { .. }
         ));
     }

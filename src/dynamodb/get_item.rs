@@ -69,6 +69,9 @@ mod tests {
             serde_json::to_string(&op).unwrap(),
             r#"{"TableName":"t","Key":{"k":{"S":"v"}},"ConsistentRead":true}"#
         );
-        assert_eq!(serde_json::from_str::<GetItemOutput>("{}").unwrap().item, None);
+        assert_eq!(
+            serde_json::from_str::<GetItemOutput>("{}").unwrap().item,
+            None
+        );
     }
 }

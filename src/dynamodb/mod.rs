@@ -78,7 +78,10 @@ impl fmt::Debug for HttpRequest {
             .map(|(k, v)| {
                 let secret = k.eq_ignore_ascii_case("authorization")
                     || k.eq_ignore_ascii_case("x-amz-security-token");
-                (k.as_str(), if secret { "** redacted **" } else { v.as_str() })
+                (
+                    k.as_str(),
+                    if secret { "** redacted **" } else { v.as_str() },
+                )
             })
             .collect();
         f.debug_struct("HttpRequest")

@@ -137,7 +137,9 @@ fn check_region(region: &str) -> Result<(), EndpointError> {
     if ok {
         Ok(())
     } else {
-        Err(EndpointError(format!("region {region:?} is not a region name")))
+        Err(EndpointError(format!(
+            "region {region:?} is not a region name"
+        )))
     }
 }
 
@@ -257,7 +259,10 @@ mod tests {
         let c = Credentials::new("AKIDEXAMPLE", "s3cr3t-key", Some("t0k3n".into()));
         let shown = format!("{c:?}");
         assert!(shown.contains("AKIDEXAMPLE"));
-        assert!(!shown.contains("s3cr3t") && !shown.contains("t0k3n"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("t0k3n"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -280,7 +285,10 @@ mod tests {
         };
         assert_eq!(get("x-amz-date").as_deref(), Some("20231114T221320Z"));
         assert_eq!(get("x-amz-security-token").as_deref(), Some("tok"));
-        assert_eq!(get("x-amz-target").as_deref(), Some("DynamoDB_20120810.GetItem"));
+        assert_eq!(
+            get("x-amz-target").as_deref(),
+            Some("DynamoDB_20120810.GetItem")
+        );
         assert!(get("host").is_none(), "host must come from the URL");
         let auth = get("authorization").unwrap();
         assert!(

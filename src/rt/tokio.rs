@@ -4,11 +4,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::LockClient;
 use crate::config::{ClientConfig, ConfigError};
 use crate::dynamodb::{HttpRequest, HttpResponse, TransportError};
 use crate::host::{Clock, Entropy, Spawn, Timer, Transport};
 use crate::time::{Instant, Now, WallTime};
-use crate::LockClient;
 
 /// Runs the lock client on tokio. Renewal tasks are spawned with `tokio::spawn`, so a tokio
 /// runtime must be running when locks are acquired.
