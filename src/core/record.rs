@@ -135,7 +135,8 @@ fn ms(d: Duration) -> AttributeValue {
 }
 
 impl Layout {
-    pub(crate) fn new(table: TableOptions, key: LockKey) -> Self {
+    /// The layout of lock `key` in `table`.
+    pub fn new(table: TableOptions, key: LockKey) -> Self {
         Layout { table, key }
     }
 
