@@ -41,7 +41,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut held = 0u32;
             let mut crashed = false;
             while start.elapsed() < RUN {
-                let lock = match client.lock("reports", "nightly", &opts.clone().acquire_timeout(RUN)).await {
+                let lock = match client
+                    .lock("reports", "nightly", &opts.clone().acquire_timeout(RUN))
+                    .await
+                {
                     Ok(lock) => lock,
                     Err(e) => {
                         println!("{:>6.2}s  worker {w} gave up: {e}", secs(start));
@@ -53,7 +56,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .lock()
                     .unwrap()
                     .take()
-                    .map(|t| format!("{:.0} ms after the last release", t.elapsed().as_secs_f64() * 1e3))
+                    .map(|t| {
+                        format!(
+                            "{:.0} ms after the last release",
+                            t.elapsed().as_secs_f64() * 1e3
+                        )
+                    })
                     .unwrap_or_else(|| "after a takeover or first".into());
                 println!(
                     "{:>6.2}s  worker {w} acquired ({gap}), version {}",
@@ -61,12 +69,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     &lock.record().rvn[..8]
                 );
                 if w == 0 && !crashed && held == 1 {
-                    // Crash: stop renewing and never release. The item stays until its lease
-                    // has been seen unchanged for a whole lease by a waiter.
+                    // Crash: dropping the handle stops renewals and releases nothing, as a
+                    // dead process would. A waiter takes over once it has seen the same
+                    // record version for a whole lease.
                     crashed = true;
                     println!("{:>6.2}s  worker {w} CRASHES holding the lock", secs(start));
-                    drop(client.release_all()); // (not awaited: nothing is sent)
-                    std::mem::forget(lock);
+                    drop(lock);
                     tokio::time::sleep(Duration::from_secs(3)).await;
                     println!("{:>6.2}s  worker {w} restarts", secs(start));
                     continue;

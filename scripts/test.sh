@@ -36,6 +36,8 @@ step_interop() {
 
 step_native() {
   step "native: cargo test --all-targets with DynamoDB Local"
+  DDB_LOCK_PYTHON="$(bash scripts/sigv4-setup.sh)"
+  export DDB_LOCK_PYTHON
   bash scripts/ddb-local.sh run -- cargo test --all-targets
   # TODO: add feature combinations here (e.g. --no-default-features) as they appear.
 }

@@ -1,6 +1,6 @@
 //! The async lock client: drives the [core](crate::core) machines through a [`Host`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,11 +47,15 @@ struct Inner<H> {
     held: Mutex<BTreeMap<u64, Arc<Shared>>>,
     next_serial: Mutex<u64>,
     observations: Mutex<HashMap<LockKey, Observation>>,
+    /// Keys whose last acquisition through this client met another holder: the next one
+    /// starts with a read instead of a write that would likely be refused.
+    contended: Mutex<HashSet<LockKey>>,
 }
 
 /// The state of one held lock, shared by its handle, its renewal task and the client.
 struct Shared {
     serial: u64,
+    prolong: bool,
     key: LockKey,
     held: Mutex<Held>,
     signal: Signal,
@@ -90,8 +94,12 @@ pub enum LockStatus {
     Lost(LossReason),
 }
 
-/// A held lock. Renewed in the background while prolonging is on (host permitting);
-/// release it with [`release`](Self::release) or [`LockClient::release_all`].
+/// A held lock. Renewed in the background while prolonging is on; release it with
+/// [`release`](Self::release) or [`LockClient::release_all`].
+///
+/// Dropping a `Lock` without releasing it stops its renewals and leaves the item in
+/// DynamoDB, where it expires with its lease (as if this process had crashed). Release
+/// explicitly to hand the lock over at once.
 pub struct Lock<H: Host> {
     shared: Arc<Shared>,
     client: LockClient<H>,
@@ -127,6 +135,7 @@ impl<H: Host> LockClient<H> {
                 held: Mutex::new(BTreeMap::new()),
                 next_serial: Mutex::new(0),
                 observations: Mutex::new(HashMap::new()),
+                contended: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -221,12 +230,14 @@ impl<H: Host> LockClient<H> {
         } else {
             None
         };
+        let read_first = locked(&self.inner.contended).contains(&key);
         let mut machine = Acquire::new(
             layout.clone(),
             self.inner.owner.clone(),
             options.clone(),
             try_only,
             prior,
+            read_first,
             rng_from(&self.inner.host),
             self.inner.host.now(),
         );
@@ -248,6 +259,17 @@ impl<H: Host> LockClient<H> {
                 Step::Done(result) => break result,
             }
         };
+        {
+            let mut contended = locked(&self.inner.contended);
+            if machine.contended() {
+                if contended.len() >= MAX_OBSERVATIONS {
+                    contended.clear();
+                }
+                contended.insert(key.clone());
+            } else {
+                contended.remove(&key);
+            }
+        }
         let acquired = match result {
             Ok(acquired) => acquired,
             Err(AcquireError::Busy(busy)) => {
@@ -269,6 +291,7 @@ impl<H: Host> LockClient<H> {
         };
         let shared = Arc::new(Shared {
             serial,
+            prolong: options.prolong,
             key,
             held: Mutex::new(held),
             signal: Signal::default(),
@@ -322,6 +345,11 @@ impl<H: Host> LockClient<H> {
         self.forget(shared);
         shared.signal.notify();
         result
+    }
+
+    /// Whether a renewal task looks after this lock (it forgets the lock when it ends).
+    fn renews(&self, shared: &Shared) -> bool {
+        shared.prolong
     }
 
     fn forget(&self, shared: &Shared) {
@@ -429,12 +457,27 @@ async fn renew_loop<H: Host>(client: LockClient<H>, shared: Arc<Shared>) {
                 select(sleep, changed).await;
             }
             Step::AwaitResponse => changed.await,
-            Step::Done(reason) => {
-                if reason != LossReason::Released {
+            Step::Done(_) => {
+                // A release in progress forgets the lock itself when it is done.
+                if !shared.held().releasing() {
                     client.forget(&shared);
                 }
                 shared.signal.notify();
                 return;
+            }
+        }
+    }
+}
+
+impl<H: Host> Drop for Lock<H> {
+    fn drop(&mut self) {
+        let mut held = self.shared.held();
+        if !held.releasing() {
+            held.abandon();
+            drop(held);
+            self.shared.signal.notify();
+            if !self.client.renews(&self.shared) {
+                self.client.forget(&self.shared);
             }
         }
     }

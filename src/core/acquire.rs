@@ -4,7 +4,8 @@
 //! 1. The first attempt is one conditional `PutItem` (create if absent) asking for the current
 //!    item back on failure (`ALL_OLD`): a free lock costs one write and no read.
 //! 2. When the lock is held, the waiter learns the holder from that item and then *reads*
-//!    (strongly consistent `GetItem`, one read unit) every `poll_interval`; reads are a fifth
+//!    (strongly consistent `GetItem`, one read unit) every `poll_interval` (less up to a fifth at
+//!    random, so waiters do not stay in step); reads are a fifth
 //!    of the price of failed writes. A vanished item is retried with a create at once.
 //! 3. A takeover (`UpdateItem` conditioned on the observed record version) happens only when
 //!    the same version has been seen for the holder's whole lease on this host's monotonic
@@ -156,13 +157,16 @@ pub struct Acquire {
 impl Acquire {
     /// Starts acquiring the lock at `layout` for `owner`, at `now`. `try_only`: make one
     /// attempt and answer [`AcquireError::Busy`] instead of waiting. `prior`: what an earlier
-    /// attempt observed, so a watch can go on across non-blocking attempts.
+    /// attempt observed, so a watch can go on across non-blocking attempts. `read_first`:
+    /// begin with a read instead of a write (the key was contended lately).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         layout: Layout,
         owner: String,
         opts: LockOptions,
         try_only: bool,
         prior: Option<Observation>,
+        read_first: bool,
         rng: Rng,
         now: Now,
     ) -> Self {
@@ -179,7 +183,7 @@ impl Acquire {
             obs: None,
             round_end: None,
             mine: Vec::new(),
-            reconcile: false,
+            reconcile: read_first,
             next_at: now.mono,
             in_flight: None,
             backoff: Backoff::new(Duration::from_millis(20), cap),
@@ -196,6 +200,11 @@ impl Acquire {
     /// Failed attempts so far.
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// Whether another holder was seen during this acquisition.
+    pub fn contended(&self) -> bool {
+        self.failures > 0 || self.obs.is_some()
     }
 
     /// The holder last seen, if any.
@@ -230,7 +239,7 @@ impl Acquire {
             return self.send_write(now, Some(observed));
         }
         if self.try_only {
-            let busy = self.busy(now);
+            let busy = self.busy(obs, now);
             return self.finish(Err(AcquireError::Busy(busy)));
         }
         if self.round_end.is_some_and(|end| now.mono >= end) {
@@ -381,17 +390,30 @@ impl Acquire {
         if after_write && self.count_failure().is_some() {
             return;
         }
-        if self.try_only {
-            let busy = self.busy(now);
-            self.done = Some(Err(AcquireError::Busy(busy)));
+        if self.try_only
+            && let Some(obs) = &self.obs
+        {
+            self.done = Some(Err(AcquireError::Busy(self.busy(obs, now))));
             return;
         }
-        let obs = self.obs.as_ref().expect("observed above");
-        let mut next = (now.mono + self.opts.poll_interval).min(self.steal_at(obs, now));
+        let pause = self.poll_pause();
+        let mut next = now.mono + pause;
+        if let Some(obs) = &self.obs {
+            next = next.min(self.steal_at(obs, now));
+        }
         if let Some(end) = self.round_end {
             next = next.min(end);
         }
         self.next_at = next;
+    }
+
+    /// The pause between two reads: `poll_interval` less up to a fifth, at random, so that
+    /// waiters who collided once (all saw a release at the same moment) drift apart instead
+    /// of colliding on every handoff.
+    fn poll_pause(&mut self) -> Duration {
+        let p = self.opts.poll_interval;
+        let spread = u64::try_from((p / 5).as_nanos()).unwrap_or(u64::MAX);
+        p - Duration::from_nanos(self.rng.below(spread))
     }
 
     fn observe(&mut self, record: LockRecord, seen: Instant, now: Now) {
@@ -434,12 +456,11 @@ impl Acquire {
         }
     }
 
-    fn busy(&self, now: Now) -> Busy {
-        let obs = self.obs.clone().expect("busy only with an observation");
+    fn busy(&self, obs: &Observation, now: Now) -> Busy {
         Busy {
-            retry_after: self.steal_at(&obs, now) - now.mono,
+            retry_after: self.steal_at(obs, now) - now.mono,
             holder: obs.record.clone(),
-            observation: obs,
+            observation: obs.clone(),
         }
     }
 

@@ -137,6 +137,7 @@ pub struct Held {
     lost: Option<LossReason>,
     last_error: Option<dynamodb::Error>,
     releasing: bool,
+    abandoned: bool,
     release_ambiguous: bool,
     release_attempts: u32,
     release_next: Instant,
@@ -161,6 +162,7 @@ impl Held {
             lost: None,
             last_error: None,
             releasing: false,
+            abandoned: false,
             release_ambiguous: false,
             release_attempts: 0,
             release_next: Instant::ZERO,
@@ -226,10 +228,24 @@ impl Held {
         v
     }
 
-    /// Renewal: what to do next. `Done` when renewals are over (lost, or a release began).
+    /// Stops renewing without releasing (the handle was dropped): the item stays and
+    /// expires with its lease.
+    pub fn abandon(&mut self) {
+        self.abandoned = true;
+    }
+
+    /// Whether a release has begun.
+    pub fn releasing(&self) -> bool {
+        self.releasing
+    }
+
+    /// Renewal: what to do next. `Done` when renewals are over (lost, released, abandoned).
     pub fn poll_renew(&mut self, now: Now) -> HeldStep {
         if self.releasing {
             return Step::Done(LossReason::Released);
+        }
+        if self.abandoned && self.in_flight.is_none() {
+            return Step::Done(LossReason::Expired { last_error: None });
         }
         if let Some(reason) = self.lost(now.mono) {
             self.lost = Some(reason.clone());

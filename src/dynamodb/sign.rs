@@ -111,8 +111,10 @@ impl Endpoint {
             }
             _ => return Err(EndpointError(format!("{url:?}: unsupported scheme"))),
         }
+        // Hosts are case-insensitive and HTTP clients send them in lower case: sign what is
+        // sent.
         Ok(Endpoint {
-            url: url.to_owned(),
+            url: url.to_ascii_lowercase(),
             region: region.to_owned(),
         })
     }
