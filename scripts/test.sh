@@ -4,17 +4,13 @@
 #
 # Steps:
 #   toolchain  rustup target wasm32-unknown-unknown
+#   lint       fmt, clippy (native + wasm32), docs, no tokio runtime without the feature,
+#              wasm32 build
 #   interop    npm-install the TypeScript lock client into tests/interop/node_modules
 #   native     cargo test --all-targets against a fresh DynamoDB Local
 #              (DDB_LOCAL_ENDPOINT + dummy AWS_* exported by scripts/ddb-local.sh run)
 #
-# TODO(rust engineers): extend as the crate grows, e.g.
-#   - lint:   cargo fmt --check; cargo clippy --all-targets -- -D warnings
-#   - wasm:   cargo build --target wasm32-unknown-unknown --no-default-features
-#             + wasm-bindgen-test-runner (cargo install wasm-bindgen-cli --version <from Cargo.lock>)
-#   - browser: apt-get install -y chromium chromium-driver; run with
-#             scripts/ddb-local.sh run --cors 'http://127.0.0.1:8830,http://localhost:8830' -- ...
-#   - docs:   cargo doc --no-deps
+# Not yet: the wasm hosts (Node, Chromium, workerd) — see wasm-tests/README.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,6 +23,26 @@ step_toolchain() {
   fi
   rustc --version >&2
   cargo --version >&2
+}
+
+step_lint() {
+  step "lint: fmt, clippy (native + wasm32), docs, feature hygiene"
+  cargo fmt --check
+  cargo clippy --all-targets -- -D warnings
+  cargo clippy --lib --target wasm32-unknown-unknown --no-default-features -- -D warnings
+  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+  # Without the tokio feature no tokio runtime, reqwest or hyper may be compiled. (aws-sigv4
+  # pulls in tokio with only its "sync" feature, through aws-smithy-async: no runtime.)
+  if cargo tree --no-default-features -e normal --prefix none | grep -Eq '^(reqwest|hyper) ' ||
+    cargo tree --no-default-features -e normal,features -i tokio 2>/dev/null |
+    grep -Eq 'tokio feature "(rt|rt-multi-thread|net|time|process|fs|io-util)"'; then
+    echo "a tokio runtime, reqwest or hyper is compiled without the tokio feature" >&2
+    exit 1
+  fi
+  # ...and with it, it is (so the check above can fail).
+  cargo tree -e normal,features -i tokio | grep -q 'tokio feature "rt"'
+  # The crate builds for wasm32-unknown-unknown even before the wasm adapters exist.
+  cargo build --quiet --target wasm32-unknown-unknown --no-default-features
 }
 
 step_interop() {
@@ -42,7 +58,7 @@ step_native() {
   # TODO: add feature combinations here (e.g. --no-default-features) as they appear.
 }
 
-ALL_STEPS=(toolchain interop native)
+ALL_STEPS=(toolchain lint interop native)
 
 main() {
   local steps=("$@")

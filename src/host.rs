@@ -1,7 +1,7 @@
 //! What a host provides: clocks, timers, HTTP, randomness and spawning.
 //!
 //! The lock core is synchronous and reads no clock; the async client in
-//! [`client`](crate::client) drives it through these traits. Adapters: [`rt::tokio`](crate::rt)
+//! [`LockClient`](crate::LockClient) drives it through these traits. Adapters: [`rt::tokio`](crate::rt)
 //! (feature `tokio`). Futures are associated types, so a tokio host's futures are `Send` and a
 //! wasm host's need not be ([`MaybeSend`]).
 

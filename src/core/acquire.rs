@@ -1,25 +1,4 @@
-//! Taking a lock.
-//!
-//! The rules, in order:
-//! 1. The first attempt is one conditional `PutItem` (create if absent) asking for the current
-//!    item back on failure (`ALL_OLD`): a free lock costs one write and no read.
-//! 2. When the lock is held, the waiter learns the holder from that item and then *reads*
-//!    (strongly consistent `GetItem`, one read unit) every `poll_interval` (less up to a fifth at
-//!    random, so waiters do not stay in step); reads are a fifth
-//!    of the price of failed writes. A vanished item is retried with a create at once.
-//! 3. A takeover (`UpdateItem` conditioned on the observed record version) happens only when
-//!    the same version has been seen for the holder's whole lease on this host's monotonic
-//!    clock, counted from the *receipt* of the first answer that showed it (the holder counts
-//!    its lease from before *sending*, so the waiter's count is the later one), or, with
-//!    `trust_local_time`, when `lastUpdatedTimeInMs + leaseDurationInMs + max_clock_skew` is
-//!    past by this host's wall clock.
-//! 4. A write whose outcome is unknown (timeout, transport error, 5xx) is never assumed to have
-//!    failed and never blindly repeated: the next request is a consistent read, and an item
-//!    carrying one of our own record versions is recognised as ours. Its lease counts from
-//!    before that write was first sent.
-//! 5. Failed attempts count against `max_retry_count` (see
-//!    [`LockOptions::max_retry_count`](crate::LockOptions::max_retry_count)); throttling and
-//!    errors back off exponentially with jitter; `acquire_timeout` bounds the whole wait.
+//! Taking a lock: [`Acquire`].
 
 use std::fmt;
 use std::time::Duration;
@@ -134,7 +113,30 @@ struct Attempted {
     wall: WallTime,
 }
 
-/// The acquisition state machine. See the [module docs](self) for the rules.
+/// The acquisition state machine.
+///
+/// Taking a lock.
+///
+/// The rules, in order:
+/// 1. The first attempt is one conditional `PutItem` (create if absent) asking for the current
+///    item back on failure (`ALL_OLD`): a free lock costs one write and no read.
+/// 2. When the lock is held, the waiter learns the holder from that item and then *reads*
+///    (strongly consistent `GetItem`, one read unit) every `poll_interval` (less up to a fifth at
+///    random, so waiters do not stay in step); reads are a fifth
+///    of the price of failed writes. A vanished item is retried with a create at once.
+/// 3. A takeover (`UpdateItem` conditioned on the observed record version) happens only when
+///    the same version has been seen for the holder's whole lease on this host's monotonic
+///    clock, counted from the *receipt* of the first answer that showed it (the holder counts
+///    its lease from before *sending*, so the waiter's count is the later one), or, with
+///    `trust_local_time`, when `lastUpdatedTimeInMs + leaseDurationInMs + max_clock_skew` is
+///    past by this host's wall clock.
+/// 4. A write whose outcome is unknown (timeout, transport error, 5xx) is never assumed to have
+///    failed and never blindly repeated: the next request is a consistent read, and an item
+///    carrying one of our own record versions is recognised as ours. Its lease counts from
+///    before that write was first sent.
+/// 5. Failed attempts count against `max_retry_count` (see
+///    [`LockOptions::max_retry_count`](crate::LockOptions::max_retry_count)); throttling and
+///    errors back off exponentially with jitter; `acquire_timeout` bounds the whole wait.
 #[derive(Debug)]
 pub struct Acquire {
     layout: Layout,

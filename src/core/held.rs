@@ -1,17 +1,4 @@
-//! Keeping a lock: renewals, loss, release.
-//!
-//! The holder counts its lease from *before sending* the write that made its record version
-//! current, and stops counting the lock as held a safety margin before the lease ends, so a
-//! waiter (who counts from *after receiving* that version) cannot take over while the holder
-//! still believes it holds the lock, as long as the two monotonic clocks drift apart by less
-//! than the margin over one lease.
-//!
-//! A renewal whose outcome is unknown (timeout, transport error, 5xx) is neither assumed
-//! failed nor assumed applied: its new version joins the set of versions that may be current,
-//! and the next renewal (or the release) is conditioned on `recordVersionNumber IN (that set)`.
-//! The lease still counts from the last *confirmed* write. Throttled renewals are retried with
-//! backoff until the lease minus the margin runs out; only then is the lock reported lost
-//! (`Expired`). A renewal refused because another owner's version is there reports `Stolen`.
+//! Keeping a lock: [`Held`].
 
 use std::fmt;
 use std::time::Duration;
@@ -124,6 +111,21 @@ enum Flight {
 }
 
 /// A held lock's state machine.
+///
+/// Keeping a lock: renewals, loss, release.
+///
+/// The holder counts its lease from *before sending* the write that made its record version
+/// current, and stops counting the lock as held a safety margin before the lease ends, so a
+/// waiter (who counts from *after receiving* that version) cannot take over while the holder
+/// still believes it holds the lock, as long as the two monotonic clocks drift apart by less
+/// than the margin over one lease.
+///
+/// A renewal whose outcome is unknown (timeout, transport error, 5xx) is neither assumed
+/// failed nor assumed applied: its new version joins the set of versions that may be current,
+/// and the next renewal (or the release) is conditioned on `recordVersionNumber IN (that set)`.
+/// The lease still counts from the last *confirmed* write. Throttled renewals are retried with
+/// backoff until the lease minus the margin runs out; only then is the lock reported lost
+/// (`Expired`). A renewal refused because another owner's version is there reports `Stolen`.
 #[derive(Debug)]
 pub struct Held {
     layout: Layout,
