@@ -1,6 +1,4 @@
-//! # ddb-lock
-//!
-//! A distributed lock client for Amazon DynamoDB that needs no AWS SDK.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
