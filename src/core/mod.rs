@@ -25,6 +25,9 @@ pub use held::{Held, HeldStep, LossReason, ReleaseError, ReleaseOutcome, Release
 pub use record::{Layout, LockKey, LockRecord, RecordError};
 pub use rng::Rng;
 
+#[cfg(test)]
+mod virtual_time;
+
 use crate::dynamodb::{
     self, DeleteItem, GetItem, PutItem, UpdateItem, delete_item::DeleteItemOutput,
     get_item::GetItemOutput, put_item::PutItemOutput, update_item::UpdateItemOutput,
