@@ -18,7 +18,10 @@ fn ms(n: u64) -> Duration {
 }
 
 fn wall_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 struct Ts {
@@ -29,16 +32,31 @@ struct Ts {
 impl Ts {
     fn spawn(table: &str, id: &str, args: &[&str]) -> Ts {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
-        if !std::path::Path::new(dir).join("node_modules/@deliveryhero").exists() {
+        if !std::path::Path::new(dir)
+            .join("node_modules/@deliveryhero")
+            .exists()
+        {
             let ok = std::process::Command::new("bash")
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/interop-setup.sh"))
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/scripts/interop-setup.sh"
+                ))
                 .status()
                 .expect("run interop-setup.sh");
             assert!(ok.success(), "interop-setup.sh failed");
         }
         let mut child = Command::new("node")
             .arg(format!("{dir}/ts-lock.mjs"))
-            .args(["--endpoint", &endpoint(), "--table", table, "--group", "g", "--id", id])
+            .args([
+                "--endpoint",
+                &endpoint(),
+                "--table",
+                table,
+                "--group",
+                "g",
+                "--id",
+                id,
+            ])
             .args(args)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -69,11 +87,17 @@ impl Ts {
     /// No `name` event for `during`.
     async fn not_before(&mut self, name: &str, during: Duration) {
         let r = tokio::time::timeout(during, self.event(name, during + ms(1))).await;
-        assert!(r.is_err(), "TypeScript client got {name:?} too early: {r:?}");
+        assert!(
+            r.is_err(),
+            "TypeScript client got {name:?} too early: {r:?}"
+        );
     }
 
     async fn exit_ok(mut self) {
-        let status = tokio::time::timeout(ms(30_000), self.child.wait()).await.unwrap().unwrap();
+        let status = tokio::time::timeout(ms(30_000), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(status.success(), "ts-lock exit {status}");
     }
 }
@@ -81,7 +105,18 @@ impl Ts {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn their_lock_blocks_ours_until_released() {
     let (t, c) = fresh("interop1").await;
-    let mut ts = Ts::spawn(t.name(), "k", &["--lease", "3000", "--prolong-every", "1000", "--hold", "2500"]);
+    let mut ts = Ts::spawn(
+        t.name(),
+        "k",
+        &[
+            "--lease",
+            "3000",
+            "--prolong-every",
+            "1000",
+            "--hold",
+            "2500",
+        ],
+    );
     let acquired = ts.event("acquired", ms(15_000)).await;
     let lock = c
         .lock("g", "k", &LockOptions::new().poll_interval(ms(100)))
@@ -89,9 +124,16 @@ async fn their_lock_blocks_ours_until_released() {
         .unwrap();
     let ours = wall_ms();
     let released = ts.event("released", ms(1000)).await;
-    assert!(ours >= released["t"].as_u64().unwrap(), "we acquired before they released");
+    assert!(
+        ours >= released["t"].as_u64().unwrap(),
+        "we acquired before they released"
+    );
     assert!(ours >= acquired["t"].as_u64().unwrap() + 2500);
-    assert_eq!(c.stats().update_item.requests, 0, "no takeover of a live lock");
+    assert_eq!(
+        c.stats().update_item.requests,
+        0,
+        "no takeover of a live lock"
+    );
     assert_eq!(released["deleted"], Value::Bool(true));
     lock.release().await.unwrap();
     ts.exit_ok().await;
@@ -103,14 +145,26 @@ async fn their_abandoned_lock_is_taken_over_after_its_lease() {
     let mut ts = Ts::spawn(
         t.name(),
         "k",
-        &["--lease", "1500", "--no-prolong", "--hold", "0", "--no-release"],
+        &[
+            "--lease",
+            "1500",
+            "--no-prolong",
+            "--hold",
+            "0",
+            "--no-release",
+        ],
     );
-    let acquired = ts.event("acquired", ms(15_000)).await["t"].as_u64().unwrap();
+    let acquired = ts.event("acquired", ms(15_000)).await["t"]
+        .as_u64()
+        .unwrap();
     let lock = c
         .lock("g", "k", &LockOptions::new().poll_interval(ms(100)))
         .await
         .unwrap();
-    assert!(wall_ms() >= acquired + 1500, "took over before their lease ran out");
+    assert!(
+        wall_ms() >= acquired + 1500,
+        "took over before their lease ran out"
+    );
     assert_eq!(c.stats().update_item.requests, 1, "one takeover write");
     lock.release().await.unwrap();
     ts.exit_ok().await;
@@ -120,10 +174,18 @@ async fn their_abandoned_lock_is_taken_over_after_its_lease() {
 async fn our_renewed_lock_blocks_theirs_until_released() {
     let (t, c) = fresh("interop3").await;
     let lock = c
-        .lock("g", "k", &LockOptions::new().lease(ms(2000)).prolong_every(ms(500)))
+        .lock(
+            "g",
+            "k",
+            &LockOptions::new().lease(ms(2000)).prolong_every(ms(500)),
+        )
         .await
         .unwrap();
-    let mut ts = Ts::spawn(t.name(), "k", &["--lease", "2000", "--prolong-every", "500", "--hold", "0"]);
+    let mut ts = Ts::spawn(
+        t.name(),
+        "k",
+        &["--lease", "2000", "--prolong-every", "500", "--hold", "0"],
+    );
     ts.event("start", ms(15_000)).await;
     // They wait our stored lease, then try a takeover that fails: we renewed meanwhile.
     ts.not_before("acquired", ms(3500)).await;
@@ -143,8 +205,14 @@ async fn our_abandoned_lock_is_taken_over_by_theirs_after_the_lease() {
         .await
         .unwrap();
     let written = lock.record().last_updated.as_millis();
-    let mut ts = Ts::spawn(t.name(), "k", &["--lease", "3000", "--no-prolong", "--hold", "0"]);
-    let theirs = ts.event("acquired", ms(15_000)).await["t"].as_u64().unwrap();
+    let mut ts = Ts::spawn(
+        t.name(),
+        "k",
+        &["--lease", "3000", "--no-prolong", "--hold", "0"],
+    );
+    let theirs = ts.event("acquired", ms(15_000)).await["t"]
+        .as_u64()
+        .unwrap();
     assert!(theirs >= written + 1500, "they took over inside our lease");
     assert!(matches!(
         lock.release().await,
