@@ -230,7 +230,9 @@ impl<H: Host> LockClient<H> {
         } else {
             None
         };
-        let read_first = locked(&self.inner.contended).contains(&key);
+        // A prior observation already says who holds it; otherwise a key contended lately
+        // starts with a read rather than a write that would likely be refused.
+        let read_first = prior.is_none() && locked(&self.inner.contended).contains(&key);
         let mut machine = Acquire::new(
             layout.clone(),
             self.inner.owner.clone(),

@@ -395,7 +395,12 @@ impl Acquire {
         if self.try_only
             && let Some(obs) = &self.obs
         {
-            self.done = Some(Err(AcquireError::Busy(self.busy(obs, now))));
+            if now.mono < self.steal_at(obs, now) {
+                self.done = Some(Err(AcquireError::Busy(self.busy(obs, now))));
+            } else {
+                // Watched long enough already: the next poll takes it over.
+                self.next_at = now.mono;
+            }
             return;
         }
         let pause = self.poll_pause();

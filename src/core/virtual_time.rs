@@ -361,3 +361,43 @@ fn release_after_an_unknown_renewal_accepts_either_version() {
         Step::Done(Ok(ReleaseOutcome::AlreadyGone))
     );
 }
+
+#[test]
+fn a_try_after_a_read_takes_over_a_lock_watched_for_a_lease() {
+    let now = start();
+    let opts = LockOptions::new().lease(ms(800)).prolong(false);
+    let prior = Observation {
+        record: LockRecord::from_item(&item("other", "v1", 800)).unwrap(),
+        since: now.mono,
+    };
+    let later = now.advance(ms(800));
+    // Even when asked to read first, a try that finds the same version after a whole
+    // lease takes it over instead of answering Busy.
+    let mut a = Acquire::new(
+        layout(),
+        "me".into(),
+        opts,
+        true,
+        Some(prior),
+        true,
+        Rng::seeded(1),
+        later,
+    );
+    let Step::Send(Request::Get(_)) = a.poll(later) else {
+        panic!()
+    };
+    a.handle(
+        later,
+        Ok(Response::Get(GetItemOutput {
+            item: Some(item("other", "v1", 800)),
+            ..Default::default()
+        })),
+    );
+    let Step::Send(Request::Update(u)) = a.poll(later) else {
+        panic!("expected a takeover")
+    };
+    assert_eq!(
+        u.expression_attribute_values[":observed"].as_s(),
+        Some("v1")
+    );
+}
