@@ -146,6 +146,7 @@ pub struct Acquire {
     deadline: Option<Instant>,
     failures: u32,
     obs: Option<Observation>,
+    saw_holder: bool,
     round_end: Option<Instant>,
     mine: Vec<Attempted>,
     reconcile: bool,
@@ -183,6 +184,7 @@ impl Acquire {
             deadline,
             failures: 0,
             obs: None,
+            saw_holder: false,
             round_end: None,
             mine: Vec::new(),
             reconcile: read_first,
@@ -204,9 +206,9 @@ impl Acquire {
         self.failures
     }
 
-    /// Whether another holder was seen during this acquisition.
+    /// Whether another holder was seen during this acquisition (even if it released since).
     pub fn contended(&self) -> bool {
-        self.failures > 0 || self.obs.is_some()
+        self.failures > 0 || self.saw_holder
     }
 
     /// The holder last seen, if any.
@@ -424,6 +426,7 @@ impl Acquire {
     }
 
     fn observe(&mut self, record: LockRecord, seen: Instant, now: Now) {
+        self.saw_holder = true;
         match &mut self.obs {
             Some(o) if o.record.rvn == record.rvn => o.record = record,
             _ => {

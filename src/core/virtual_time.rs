@@ -401,3 +401,47 @@ fn a_try_after_a_read_takes_over_a_lock_watched_for_a_lease() {
         Some("v1")
     );
 }
+
+#[test]
+fn an_acquisition_that_waited_counts_as_contended_even_when_the_item_vanished() {
+    let now = start();
+    let opts = LockOptions::new().poll_interval(ms(100));
+    let mut a = Acquire::new(
+        layout(),
+        "me".into(),
+        opts,
+        false,
+        None,
+        true,
+        Rng::seeded(2),
+        now,
+    );
+    let Step::Send(Request::Get(_)) = a.poll(now) else {
+        panic!("read first")
+    };
+    a.handle(
+        now,
+        Ok(Response::Get(GetItemOutput {
+            item: Some(item("other", "v", 20_000)),
+            ..Default::default()
+        })),
+    );
+    let Step::Sleep(t) = a.poll(now) else {
+        panic!()
+    };
+    let t = Now::new(t, now.wall);
+    let Step::Send(Request::Get(_)) = a.poll(t) else {
+        panic!()
+    };
+    a.handle(t, Ok(Response::Get(GetItemOutput::default())));
+    let Step::Send(Request::Put(_)) = a.poll(t) else {
+        panic!()
+    };
+    a.handle(t, Ok(Response::Put(PutItemOutput::default())));
+    assert!(matches!(a.poll(t), Step::Done(Ok(_))));
+    assert_eq!(a.failures(), 0);
+    assert!(
+        a.contended(),
+        "the next acquisition of this key should read first"
+    );
+}
