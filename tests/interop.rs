@@ -208,15 +208,20 @@ async fn our_abandoned_lock_is_taken_over_by_theirs_after_the_lease() {
     let mut ts = Ts::spawn(
         t.name(),
         "k",
-        &["--lease", "3000", "--no-prolong", "--hold", "0"],
+        &["--lease", "3000", "--no-prolong", "--hold", "1000"],
     );
     let theirs = ts.event("acquired", ms(15_000)).await["t"]
         .as_u64()
         .unwrap();
     assert!(theirs >= written + 1500, "they took over inside our lease");
+    // While they hold it, our late release is refused and leaves their item alone.
     assert!(matches!(
         lock.release().await,
         Err(ddb_lock::ReleaseError::NotOwner { .. })
     ));
+    assert_eq!(
+        ts.event("released", ms(5000)).await["deleted"],
+        Value::Bool(true)
+    );
     ts.exit_ok().await;
 }

@@ -158,11 +158,11 @@ async fn trust_local_time_takes_over_on_stored_expiry() {
     let (t, a) = fresh("trust").await;
     let b = client(&t);
     let lease = ms(2000);
-    let _dead = a
+    let dead = a
         .lock("g", "k", &LockOptions::new().lease(lease).prolong(false))
         .await
         .unwrap();
-    let written = Instant::now();
+    let stored = dead.record().last_updated.as_millis();
     tokio::time::sleep(ms(1200)).await;
     let start = Instant::now();
     let opts = LockOptions::new()
@@ -174,10 +174,15 @@ async fn trust_local_time_takes_over_on_stored_expiry() {
         .poll_interval(ms(100));
     let lock = b.lock("g", "k", &opts).await.unwrap();
     let waited = start.elapsed();
+    let taken_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     assert!(
-        written.elapsed() >= lease + ms(100),
+        taken_at > stored + 2000 + 100,
         "took over before stored expiry + skew"
     );
+    assert_eq!(b.stats().update_item.requests, 1, "one takeover write");
     assert!(
         waited < ms(1500),
         "trusting stored time must beat watching a whole lease: {waited:?}"
