@@ -76,8 +76,50 @@ pub enum TryLock<H: Host> {
     /// The lock is ours.
     Acquired(Lock<H>),
     /// Someone else holds it: who, and when to come back.
-    Held(Busy),
+    Held(Box<Busy>),
 }
+
+/// Why [`Lock::write_if_held`] wrote nothing.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum GuardedWriteError {
+    /// The lock is not ours (any more): nothing was written.
+    NotHeld {
+        /// The current holder, when DynamoDB returned its item.
+        holder: Option<LockRecord>,
+    },
+    /// One of the caller's actions failed its condition (or conflicted); nothing was written.
+    Canceled {
+        /// One reason per action, the lock check first.
+        reasons: Vec<dynamodb::CancellationReason>,
+        /// DynamoDB's message.
+        message: String,
+    },
+    /// Invalid actions; nothing was sent.
+    InvalidInput(crate::InvalidInput),
+    /// DynamoDB refused or could not be reached (the outcome may be unknown for transport
+    /// errors and 5xx).
+    Dynamo(dynamodb::Error),
+}
+
+impl std::fmt::Display for GuardedWriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuardedWriteError::NotHeld { holder } => write!(
+                f,
+                "the lock is not held (holder {:?}); nothing written",
+                holder.as_ref().map(|h| &h.owner)
+            ),
+            GuardedWriteError::Canceled { message, .. } => {
+                write!(f, "transaction cancelled: {message}")
+            }
+            GuardedWriteError::InvalidInput(e) => e.fmt(f),
+            GuardedWriteError::Dynamo(e) => write!(f, "DynamoDB: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for GuardedWriteError {}
 
 /// Whether a lock is still held.
 #[derive(Clone, Debug, PartialEq)]
@@ -206,7 +248,7 @@ impl<H: Host> LockClient<H> {
     ) -> Result<TryLock<H>, AcquireError> {
         match self.acquire(group, id, options, true).await {
             Ok(lock) => Ok(TryLock::Acquired(lock)),
-            Err(AcquireError::Busy(busy)) => Ok(TryLock::Held(busy)),
+            Err(AcquireError::Busy(busy)) => Ok(TryLock::Held(Box::new(busy))),
             Err(e) => Err(e),
         }
     }
@@ -494,6 +536,75 @@ impl<H: Host> Lock<H> {
     /// Our record as last confirmed (owner, current record version, lease, ...).
     pub fn record(&self) -> LockRecord {
         self.shared.held().record().clone()
+    }
+
+    /// This acquisition's fencing token: strictly greater than every earlier acquisition's
+    /// token of the same key (see [`fence_base`](crate::core::fence_base) for the mechanism and
+    /// the conditions it relies on). Pass it to the resource you protect and have it reject
+    /// tokens lower than the highest it has seen. `None` only if the item was written by a
+    /// client that keeps no token and its answer was lost (never for our own writes).
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.shared.held().record().fence
+    }
+
+    /// Applies `actions` (puts, updates, deletes, checks on any tables) in one DynamoDB
+    /// transaction that also checks this lock is still ours: all happen only if the lock item
+    /// still carries our owner and version.
+    ///
+    /// ```no_run
+    /// # async fn f(lock: ddb_lock::Lock<ddb_lock::rt::TokioHost>) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ddb_lock::dynamodb::{AttributeValue, transact_write_items::{TransactItem, TransactTarget}};
+    /// let put = TransactItem::Put(TransactTarget {
+    ///     table_name: "reports".into(),
+    ///     item: [("id".to_owned(), AttributeValue::s("nightly")),
+    ///            ("state".to_owned(), AttributeValue::s("done"))].into(),
+    ///     ..Default::default()
+    /// });
+    /// lock.write_if_held(vec![put]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn write_if_held(
+        &self,
+        actions: Vec<crate::dynamodb::transact_write_items::TransactItem>,
+    ) -> Result<(), GuardedWriteError> {
+        let now = self.client.inner.host.now().mono;
+        let check = self.shared.held().still_held(now);
+        let Some(check) = check else {
+            return Err(GuardedWriteError::NotHeld { holder: None });
+        };
+        if actions.is_empty() || actions.len() > 99 {
+            return Err(GuardedWriteError::InvalidInput(crate::InvalidInput::new(
+                "actions",
+                "must be 1 to 99 actions (DynamoDB allows 100 with the lock check)",
+            )));
+        }
+        let mut transact_items = Vec::with_capacity(actions.len() + 1);
+        transact_items.push(check);
+        transact_items.extend(actions);
+        let op = crate::dynamodb::TransactWriteItems {
+            transact_items,
+            client_request_token: None,
+            return_consumed_capacity: Some("TOTAL"),
+        };
+        match self.client.call(&op).await {
+            Ok(_) => Ok(()),
+            Err(dynamodb::Error::TransactionCanceled { reasons, message }) => {
+                let lock_failed = reasons
+                    .first()
+                    .and_then(|r| r.code.as_deref())
+                    .is_some_and(|c| c == "ConditionalCheckFailed");
+                if lock_failed {
+                    let holder = reasons[0]
+                        .item
+                        .as_ref()
+                        .and_then(|i| LockRecord::from_item(i).ok());
+                    Err(GuardedWriteError::NotHeld { holder })
+                } else {
+                    Err(GuardedWriteError::Canceled { reasons, message })
+                }
+            }
+            Err(e) => Err(GuardedWriteError::Dynamo(e)),
+        }
     }
 
     /// Whether the lock is still ours by the conservative clock (see [`status`](Self::status)).

@@ -14,7 +14,7 @@ mod stats;
 pub mod table;
 pub mod time;
 
-pub use client::{Lock, LockClient, LockStatus, TryLock};
+pub use client::{GuardedWriteError, Lock, LockClient, LockStatus, TryLock};
 pub use config::{ClientConfig, ConfigError, CredentialsError, CredentialsProvider};
 pub use core::{AcquireError, Busy, LockKey, LockRecord, LossReason, ReleaseError, ReleaseOutcome};
 pub use dynamodb::Credentials;

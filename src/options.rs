@@ -184,6 +184,7 @@ pub struct LockOptions {
     pub(crate) poll_interval: Duration,
     pub(crate) acquire_timeout: Option<Duration>,
     pub(crate) safety_margin: Option<Duration>,
+    pub(crate) keep_item_on_release: bool,
 }
 
 impl Default for LockOptions {
@@ -200,6 +201,7 @@ impl Default for LockOptions {
             poll_interval: Duration::from_secs(1),
             acquire_timeout: None,
             safety_margin: None,
+            keep_item_on_release: false,
         }
     }
 }
@@ -276,6 +278,16 @@ impl LockOptions {
     /// sent) the holder stops counting the lock as held (default: a tenth of the lease).
     pub fn safety_margin(mut self, margin: Duration) -> Self {
         self.safety_margin = Some(margin);
+        self
+    }
+
+    /// Release by marking the item released (lease 0, new version) instead of deleting it
+    /// (default off: delete, as the TypeScript client does). The item keeps its fencing token,
+    /// so tokens stay strictly increasing across releases without relying on clocks; items
+    /// then stay in the table until their TTL (configure a TTL attribute). Anyone, the
+    /// TypeScript client included, may take a released item at once.
+    pub fn keep_item_on_release(mut self, keep: bool) -> Self {
+        self.keep_item_on_release = keep;
         self
     }
 

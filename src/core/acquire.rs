@@ -3,10 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::record::{Layout, LockRecord, RecordError};
+use super::record::{Layout, LockRecord, RecordError, fence_base};
 use super::{Backoff, Outcome, Request, Response, Rng, Step};
-use crate::dynamodb::{self, Item};
-use crate::options::{InvalidInput, LockOptions};
+use crate::dynamodb::{self, AttributeValue, Item};
+use crate::options::{InvalidInput, LockOptions, attr};
 use crate::time::{Instant, Now, WallTime};
 
 /// What a waiter has seen of a holder: its record and since when (monotonic, receipt time)
@@ -262,11 +262,20 @@ impl Acquire {
             return;
         };
         match (flight, outcome) {
-            (Flight::Write { rvn }, Ok(Response::Put(_) | Response::Update(_))) => {
+            (Flight::Write { rvn }, Ok(response @ (Response::Put(_) | Response::Update(_)))) => {
                 let Some(a) = self.mine.iter().find(|a| a.rvn == rvn).cloned() else {
                     return;
                 };
-                self.acquired(a);
+                // A create wrote its token; a takeover learns the incremented one.
+                let fence = match &response {
+                    Response::Update(out) => out
+                        .attributes
+                        .as_ref()
+                        .and_then(|attrs| attrs.get(attr::FENCE))
+                        .and_then(AttributeValue::as_u64),
+                    _ => Some(fence_base(a.wall)),
+                };
+                self.acquired(a, fence);
             }
             (Flight::Write { .. }, Err(dynamodb::Error::ConditionalCheckFailed { item })) => {
                 match item {
@@ -386,12 +395,16 @@ impl Acquire {
             && let Some(a) = self.mine.iter().find(|a| a.rvn == record.rvn).cloned()
         {
             // One of our own earlier writes landed after all.
-            self.acquired(a);
+            let fence = record.fence;
+            self.acquired(a, fence);
             return;
         }
         self.backoff.reset();
+        // A released item (lease 0, kept for its fencing token) is free: taking it over is
+        // the next step, and the refused create was no failed attempt.
+        let free = record.lease.is_zero();
         self.observe(record, now.mono, now);
-        if after_write && self.count_failure().is_some() {
+        if after_write && !free && self.count_failure().is_some() {
             return;
         }
         if self.try_only
@@ -426,7 +439,7 @@ impl Acquire {
     }
 
     fn observe(&mut self, record: LockRecord, seen: Instant, now: Now) {
-        self.saw_holder = true;
+        self.saw_holder |= !record.lease.is_zero();
         match &mut self.obs {
             Some(o) if o.record.rvn == record.rvn => o.record = record,
             _ => {
@@ -453,7 +466,10 @@ impl Acquire {
 
     /// The earliest monotonic instant at which taking over `obs` is allowed.
     fn steal_at(&self, obs: &Observation, now: Now) -> Instant {
-        if self.opts.trust_local_time {
+        if obs.record.lease.is_zero() {
+            // Released by its holder: free now.
+            now.mono
+        } else if self.opts.trust_local_time {
             let skew = self.opts.max_clock_skew.unwrap_or_default();
             let expiry = obs.record.stored_expiry() + skew;
             if now.wall > expiry {
@@ -474,7 +490,7 @@ impl Acquire {
         }
     }
 
-    fn acquired(&mut self, a: Attempted) {
+    fn acquired(&mut self, a: Attempted, fence: Option<u64>) {
         self.done = Some(Ok(Acquired {
             record: LockRecord {
                 owner: self.owner.clone(),
@@ -482,6 +498,7 @@ impl Acquire {
                 lease: self.opts.lease,
                 last_updated: a.wall,
                 additional: self.opts.additional_attributes.clone(),
+                fence,
             },
             lease_start: a.sent,
         }));

@@ -139,6 +139,7 @@ pub struct Held {
     lost: Option<LossReason>,
     last_error: Option<dynamodb::Error>,
     releasing: bool,
+    keep_item: bool,
     abandoned: bool,
     release_ambiguous: bool,
     release_attempts: u32,
@@ -164,6 +165,7 @@ impl Held {
             lost: None,
             last_error: None,
             releasing: false,
+            keep_item: opts.keep_item_on_release,
             abandoned: false,
             release_ambiguous: false,
             release_attempts: 0,
@@ -216,6 +218,18 @@ impl Held {
     /// throttled, which is not (yet) a loss.
     pub fn renewal_error(&self) -> Option<&dynamodb::Error> {
         self.last_error.as_ref()
+    }
+
+    /// A transaction action that holds only while this lock is ours (any version that may
+    /// be current). `None` when the lock is known lost or released.
+    pub fn still_held(
+        &self,
+        now: Instant,
+    ) -> Option<crate::dynamodb::transact_write_items::TransactItem> {
+        if self.lost(now).is_some() || self.releasing {
+            return None;
+        }
+        Some(self.layout.still_held(&self.versions(), &self.record.owner))
     }
 
     /// Whether a request of this lock is in flight.
@@ -362,14 +376,25 @@ impl Held {
         }
         self.release_attempts += 1;
         self.in_flight = Some(Flight::Release);
-        Step::Send(Request::Delete(
-            self.layout.release(&self.versions(), &self.record.owner),
-        ))
+        let versions = self.versions();
+        Step::Send(if self.keep_item {
+            let rvn = self.rng.uuid();
+            // Its outcome may be unknown too: a retry must accept it as ours.
+            self.uncertain.push(rvn.clone());
+            Request::Update(self.layout.release_keeping(
+                &versions,
+                &self.record.owner,
+                &rvn,
+                now.wall,
+            ))
+        } else {
+            Request::Delete(self.layout.release(&versions, &self.record.owner))
+        })
     }
 
     fn handle_release(&mut self, now: Now, outcome: Outcome) {
         let result = match outcome {
-            Ok(Response::Delete(_)) => Ok(ReleaseOutcome::Released),
+            Ok(Response::Delete(_) | Response::Update(_)) => Ok(ReleaseOutcome::Released),
             Err(dynamodb::Error::ConditionalCheckFailed { item: None }) => {
                 if self.release_ambiguous {
                     // An earlier attempt of ours deleted it.

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use acquire::{Acquire, AcquireError, Acquired, Busy, Observation};
 pub use held::{Held, HeldStep, LossReason, ReleaseError, ReleaseOutcome, ReleaseStep};
-pub use record::{Layout, LockKey, LockRecord, RecordError};
+pub use record::{Layout, LockKey, LockRecord, RecordError, fence_base};
 pub use rng::Rng;
 
 #[cfg(test)]

@@ -9,10 +9,12 @@
 //! | `lastUpdatedTimeInMs` | N | the holder's wall clock at its last write |
 //! | `additionalAttributes` | M | the caller's attributes |
 //! | TTL attribute (optional) | N | epoch seconds, last write + TTL |
+//! | `fencingToken` | N | ours only (the TypeScript client ignores it): see [`fence_base`] |
 
 use std::fmt;
 use std::time::Duration;
 
+use crate::dynamodb::transact_write_items::{TransactItem, TransactTarget};
 use crate::dynamodb::{
     AttributeValue, DeleteItem, GetItem, Item, Names, PutItem, ReturnOnConditionFailure, TOTAL,
     UpdateItem,
@@ -48,6 +50,26 @@ pub struct LockRecord {
     pub last_updated: WallTime,
     /// The caller's additional attributes.
     pub additional: Item,
+    /// The fencing token of the acquisition that wrote this record; `None` for records
+    /// written by clients that keep none (the TypeScript client).
+    pub fence: Option<u64>,
+}
+
+/// The fencing token a lock item starts from when it is created (or first taken over from a
+/// client that keeps no token): the writer's wall clock in milliseconds times 2^16.
+///
+/// Every takeover adds one to the stored token in the same conditional write that changes
+/// the owner, so while the item exists tokens strictly increase with every acquisition,
+/// whatever the clocks do. When the item is deleted (a release in the default mode, TTL, a
+/// TypeScript client's release) the count restarts from the next creator's clock: the new
+/// token is larger than every earlier one provided the creator's wall clock is ahead of the
+/// previous creator's clock at that earlier creation by more than (takeovers since) / 2^16
+/// ms — i.e. provided clock skew between clients is smaller than the lifetime of the deleted
+/// item. With [`LockOptions::keep_item_on_release`](crate::LockOptions::keep_item_on_release)
+/// releases keep the item (lease 0), so only TTL deletions, an hour or more after the last
+/// write, rely on clocks.
+pub fn fence_base(wall: WallTime) -> u64 {
+    wall.as_millis().saturating_mul(1 << 16)
 }
 
 /// A lock item that does not have the shape of a lock (written by something else).
@@ -107,6 +129,7 @@ impl LockRecord {
             }
         };
         Ok(LockRecord {
+            fence: number(attr::FENCE)?,
             owner: string(attr::OWNER)?,
             rvn: string(attr::RVN)?,
             lease: Duration::from_millis(
@@ -199,6 +222,7 @@ impl Layout {
         item.insert(attr::LEASE.into(), ms(lease));
         item.insert(attr::UPDATED.into(), AttributeValue::n(wall.as_millis()));
         item.insert(attr::ADDITIONAL.into(), AttributeValue::M(attrs.clone()));
+        item.insert(attr::FENCE.into(), AttributeValue::n(fence_base(wall)));
         item.extend(self.ttl_value(wall));
         PutItem {
             table_name: self.table.table_name.clone(),
@@ -216,7 +240,8 @@ impl Layout {
         }
     }
 
-    /// Take over a lock whose version `observed` was judged expired.
+    /// Take over a lock whose version `observed` was judged expired (or released). The
+    /// fencing token goes up by one in the same write, and comes back in the answer.
     pub fn steal(
         &self,
         observed: &str,
@@ -230,7 +255,10 @@ impl Layout {
         names.insert("#lease".into(), attr::LEASE.into());
         names.insert("#updated".into(), attr::UPDATED.into());
         names.insert("#attrs".into(), attr::ADDITIONAL.into());
+        names.insert("#fence".into(), attr::FENCE.into());
         let mut values: Item = [
+            (":base".to_owned(), AttributeValue::n(fence_base(wall))),
+            (":one".to_owned(), AttributeValue::n(1)),
             (":observed".to_owned(), AttributeValue::s(observed)),
             (":rvn".to_owned(), AttributeValue::s(rvn)),
             (":owner".to_owned(), AttributeValue::s(owner)),
@@ -239,7 +267,7 @@ impl Layout {
             (":attrs".to_owned(), AttributeValue::M(attrs.clone())),
         ]
         .into();
-        let mut update = "SET #rvn = :rvn, #owner = :owner, #lease = :lease, #updated = :updated, #attrs = :attrs".to_owned();
+        let mut update = "SET #rvn = :rvn, #owner = :owner, #lease = :lease, #updated = :updated, #attrs = :attrs, #fence = if_not_exists(#fence, :base) + :one".to_owned();
         if let Some((k, v)) = self.ttl_value(wall) {
             names.insert("#ttl".into(), k);
             values.insert(":ttl".into(), v);
@@ -254,9 +282,9 @@ impl Layout {
             ),
             expression_attribute_names: names,
             expression_attribute_values: values,
+            return_values: Some("UPDATED_NEW"),
             return_values_on_condition_check_failure: Some(ReturnOnConditionFailure::AllOld),
             return_consumed_capacity: Some(TOTAL),
-            ..Default::default()
         }
     }
 
@@ -310,6 +338,62 @@ impl Layout {
             return_consumed_capacity: Some(TOTAL),
             ..Default::default()
         }
+    }
+
+    /// Release without deleting: the item stays with lease 0 (free to anyone at once, the
+    /// TypeScript client included) and keeps its fencing token.
+    pub fn release_keeping(
+        &self,
+        versions: &[String],
+        owner: &str,
+        new_rvn: &str,
+        wall: WallTime,
+    ) -> UpdateItem {
+        let mut names = self.base_names();
+        names.remove("#sk");
+        names.insert("#lease".into(), attr::LEASE.into());
+        names.insert("#updated".into(), attr::UPDATED.into());
+        let mut values: Item = [
+            (":rvn".to_owned(), AttributeValue::s(new_rvn)),
+            (":zero".to_owned(), AttributeValue::n(0)),
+            (":updated".to_owned(), AttributeValue::n(wall.as_millis())),
+        ]
+        .into();
+        let condition = self.held_condition(versions, owner, &mut values);
+        let mut update = "SET #rvn = :rvn, #lease = :zero, #updated = :updated".to_owned();
+        if let Some((k, v)) = self.ttl_value(wall) {
+            names.insert("#ttl".into(), k);
+            values.insert(":ttl".into(), v);
+            update.push_str(", #ttl = :ttl");
+        }
+        UpdateItem {
+            table_name: self.table.table_name.clone(),
+            key: self.key_item(),
+            update_expression: update,
+            condition_expression: Some(condition),
+            expression_attribute_names: names,
+            expression_attribute_values: values,
+            return_values_on_condition_check_failure: Some(ReturnOnConditionFailure::AllOld),
+            return_consumed_capacity: Some(TOTAL),
+            ..Default::default()
+        }
+    }
+
+    /// A transaction action that holds only while the lock is still ours.
+    pub fn still_held(&self, versions: &[String], owner: &str) -> TransactItem {
+        let mut names = self.base_names();
+        names.remove("#sk");
+        let mut values = Item::new();
+        let condition = self.held_condition(versions, owner, &mut values);
+        TransactItem::ConditionCheck(TransactTarget {
+            table_name: self.table.table_name.clone(),
+            key: self.key_item(),
+            condition_expression: Some(condition),
+            expression_attribute_names: names,
+            expression_attribute_values: values,
+            return_values_on_condition_check_failure: Some(ReturnOnConditionFailure::AllOld),
+            ..Default::default()
+        })
     }
 
     /// Release: delete the item if it is still ours.

@@ -238,6 +238,7 @@ fn held(opts: &LockOptions, now: Now) -> Held {
             lease: opts.lease,
             last_updated: now.wall,
             additional: Item::new(),
+            fence: Some(1),
         },
         lease_start: now.mono,
     };
