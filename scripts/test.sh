@@ -9,8 +9,9 @@
 #   interop    npm-install the TypeScript lock client into tests/interop/node_modules
 #   native     cargo test --all-targets against a fresh DynamoDB Local
 #              (DDB_LOCAL_ENDPOINT + dummy AWS_* exported by scripts/ddb-local.sh run)
-#
-# Not yet: the wasm hosts (Node, Chromium, workerd) — see wasm-tests/README.md.
+#   wasm       the same scenarios on wasm32 in Node and headless Chromium, the example
+#              Cloudflare Worker in raw workerd beside a native client, its module size
+#              (scripts/wasm-setup.sh installs the tools; scripts/wasm-test.sh runs the parts)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -30,6 +31,7 @@ step_lint() {
   cargo fmt --check
   cargo clippy --all-targets -- -D warnings
   cargo clippy --lib --target wasm32-unknown-unknown --no-default-features -- -D warnings
+  cargo clippy --lib --target wasm32-unknown-unknown --no-default-features --features wasm -- -D warnings
   RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
   # Without the tokio feature no tokio runtime, reqwest or hyper may be compiled. (aws-sigv4
   # pulls in tokio with only its "sync" feature, through aws-smithy-async: no runtime.)
@@ -58,7 +60,13 @@ step_native() {
   # TODO: add feature combinations here (e.g. --no-default-features) as they appear.
 }
 
-ALL_STEPS=(toolchain lint interop native)
+step_wasm() {
+  step "wasm: Node, headless Chromium, workerd (wasm-tests/, examples/cloudflare-worker/)"
+  bash scripts/wasm-setup.sh
+  bash scripts/wasm-test.sh
+}
+
+ALL_STEPS=(toolchain lint interop native wasm)
 
 main() {
   local steps=("$@")
