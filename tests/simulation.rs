@@ -1,26 +1,35 @@
-//! Deterministic simulation of the lock core (`ddb_lock::core`): N clients with drifting
-//! clocks and process pauses contend for one lock in a simulated DynamoDB table over a network
-//! that delays, drops, duplicates and reorders messages, and answers with throttling, 5xx and
-//! timeouts (applied or not). Virtual time, one seeded generator per run: a seed replays
-//! exactly.
+//! Deterministic simulation of the lock core (`ddb_lock::core`): 2 to 6 clients with
+//! drifting clocks, process pauses and deaths contend for one lock in a simulated DynamoDB
+//! table over a network that delays, drops, duplicates and reorders messages, answers with
+//! throttling, 5xx and timeouts (applied or not), and has outages. Each client drives the
+//! core's machines as `src/client.rs` does (`lock`, `try_lock` loops, renewals, releases that
+//! delete or keep the item, dropped handles). Virtual time, one seeded generator per run: a
+//! seed replays exactly.
 //!
-//! Checked on every run (see `sim/world.rs` and `sim/scenario.rs` for the exact bounds):
+//! Checked on every run (the exact bounds are in `sim/scenario.rs` and `sim/world.rs`):
 //! 1. mutual exclusion: no two clients believe they hold the lock at the same true time
-//!    (belief = alive, not releasing, `Held::lost(own clock now)` is `None`), as long as the
+//!    (belief = alive, not releasing, `Held::lost(own clock now)` is `None`), as long as
 //!    clock rates stay within the bound the safety margin buys;
-//! 2. protected resource: in bounds, no write from a stale holder even lands; the resource
-//!    orders writes by fencing token (the table's acquisition order until the core has its own
-//!    token) and rejects tokens below the highest it accepted;
-//! 3. liveness: on a calm network, once nobody holds the lock and someone waits, someone holds
-//!    it within `P/(1-rho) + 3 rtt` (item gone) or `(P + L)/(1-rho) + 4 rtt` (item left behind);
-//! 4. no storms: at most `STORM_MAX_PER_SEC` requests per client in any second;
+//! 2. fencing and the protected resource: in bounds no stale holder's write even lands; the
+//!    fencing token of a takeover is exactly one more, other writes keep it, a holder's token
+//!    is the one stored; a resource keeping the highest token never rejects the current
+//!    holder and orders writes as the table ordered acquisitions (unless a create restarted
+//!    the token from a skewed clock, as documented); `write_if_held` never lands a stale write;
+//! 3. liveness: on a calm network, once nobody holds the lock and a waiter that does not give
+//!    up waits, someone holds it within `P/(1-rho) + 3 rtt` (item gone) or
+//!    `(P + L)/(1-rho) + 4 rtt` (item left behind), longer when only `try_lock` loops wait;
+//! 4. no storms: at most `STORM_MAX_PER_SEC` requests per client in any second of true time;
 //!
-//! Plus: every `Sleep` moves forward, no double sends, requests are what DynamoDB accepts.
+//! plus: every `Sleep` moves forward, no double sends, every request is one DynamoDB accepts
+//! and this model understands. Core issues found and reported are counted under "known" in
+//! the summary (`FAIL_ON_KNOWN_CORE_ISSUES` makes them fail). Runs beyond the bounds (10%)
+//! must break exclusion somewhere, or the checker is blind.
 //!
 //! Environment:
 //! * `SIM_SEED=<n>`: run that seed only (add `SIM_TRACE=1` to print every event);
 //! * `SIM_SEEDS=<count>` (default: about a minute on two cores), `SIM_START=<first seed>`;
-//! * `SIM_THREADS=<n>` (default: available parallelism).
+//! * `SIM_THREADS=<n>` (default: available parallelism);
+//! * `SIM_SHOW_BEYOND=1`: print one expected beyond-bounds violation.
 //!
 //! `scripts/soak.sh` runs a long soak.
 
@@ -34,10 +43,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sim::stats::Stats;
 use sim::world::{RunResult, World};
 
-/// Seeds per default run: about a minute on two cores in release mode (`cargo test --release
-/// --test simulation`); debug builds (plain `cargo test`) are about 10x slower and run a tenth.
-const DEFAULT_SEEDS_RELEASE: u64 = 4000;
-const DEFAULT_SEEDS_DEBUG: u64 = 400;
+/// Seeds per default run, sized for about a minute on two cores: release builds (`cargo test
+/// --release --test simulation`) run about 1000 to 2000 seeds/s there, debug builds (plain
+/// `cargo test`, as CI runs it) about 200.
+const DEFAULT_SEEDS_RELEASE: u64 = 60_000;
+const DEFAULT_SEEDS_DEBUG: u64 = 10_000;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
@@ -59,6 +69,7 @@ fn run_many(start: u64, count: u64) -> (Stats, Vec<RunResult>, Option<String>, f
     let failures = Mutex::new(Vec::new());
     let beyond_note = Mutex::new(None);
     let live_max = Mutex::new((0u64, 0u64, 0u64));
+    let known = Mutex::new(None::<(u64, String)>);
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
@@ -83,6 +94,12 @@ fn run_many(start: u64, count: u64) -> (Stats, Vec<RunResult>, Option<String>, f
                             *note = r.beyond_note.clone();
                         }
                     }
+                    if let Some(note) = &r.known_note {
+                        let mut k = known.lock().unwrap();
+                        if k.as_ref().is_none_or(|(seed, _)| r.seed < *seed) {
+                            *k = Some((r.seed, note.clone()));
+                        }
+                    }
                     if r.failure.is_some() {
                         failures.lock().unwrap().push(r);
                     }
@@ -92,6 +109,9 @@ fn run_many(start: u64, count: u64) -> (Stats, Vec<RunResult>, Option<String>, f
         }
     });
     let secs = started.elapsed().as_secs_f64();
+    if let Some((seed, note)) = known.into_inner().unwrap() {
+        println!("known core issue (reported; not failed), first at seed {seed}: {note}");
+    }
     let (permille, seed, at) = live_max.into_inner().unwrap();
     if permille > 0 {
         println!(
@@ -120,7 +140,7 @@ fn summary(s: &Stats, secs: f64) -> String {
         s.virtual_ms as f64 / 3.6e6,
         s.events
     );
-    let groups: [(&str, &[&str]); 7] = [
+    let groups: [(&str, &[&str]); 8] = [
         ("runs", &["runs", "runs_beyond", "runs_chaos"]),
         (
             "requests",
@@ -151,6 +171,8 @@ fn summary(s: &Stats, secs: f64) -> String {
                 "f_deaths",
                 "f_ttl_deletes",
                 "f_res_long",
+                "f_outages",
+                "f_outage_hits",
                 "late_responses",
             ],
         ),
@@ -182,6 +204,22 @@ fn summary(s: &Stats, secs: f64) -> String {
                 "stale_landed",
                 "stale_accepted",
                 "fence_rejected",
+                "guarded_writes",
+                "guarded_accepted",
+                "guarded_rejected_stale",
+                "fence_regressions",
+                "fence_regressions_undocumented",
+                "fence_misorder_after_regression",
+            ],
+        ),
+        (
+            "known",
+            &[
+                "loss_stolen_by_self",
+                "resurrections",
+                "fence_regressions_late_create",
+                "guarded_rejected_current",
+                "try_lock_late_handover",
             ],
         ),
         (
@@ -300,9 +338,9 @@ fn same_seed_same_run() {
 #[test]
 fn core_poll_always_moves_forward() {
     let episodes: u64 = if cfg!(debug_assertions) {
-        3_000
-    } else {
         30_000
+    } else {
+        300_000
     };
     let start = env_u64("SIM_START").unwrap_or(0);
     let mut report = sim::forward::Report {

@@ -1,12 +1,17 @@
 //! A simulated DynamoDB table: per-item linearizable conditional writes (requests are applied
 //! one at a time, at the instant they arrive), consistent reads, `ALL_OLD` on a failed
-//! condition, optional TTL deletion. It implements exactly the requests the lock core sends
-//! and rejects anything else (a request DynamoDB would refuse, or an expression shape this
-//! model does not know) with an error that fails the run.
+//! condition, `UPDATED_NEW`, optional TTL deletion. It implements exactly the requests the
+//! lock core sends and rejects anything else (a request DynamoDB would refuse, or an
+//! expression shape this model does not know) with an error that fails the run.
 //!
-//! It also keeps an omniscient ledger the real service does not: every record version it ever
-//! stored maps to the *acquisition* (a create or takeover, numbered in the order DynamoDB
-//! applied them) it belongs to; renewals inherit their acquisition's number.
+//! It also keeps an omniscient ledger the real service does not:
+//! * every record version it ever stored maps to the *acquisition* (a create or takeover,
+//!   numbered in the order DynamoDB applied them) it belongs to; renewals and releases that
+//!   keep the item inherit their acquisition's number;
+//! * the fencing token (`fencingToken`) of every write is checked: within one item lifetime a
+//!   takeover must add exactly one, other writes must leave it alone; a create after a
+//!   deletion restarts from the creator's clock and is reported for the caller to judge
+//!   against the documented clock condition.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,11 +23,11 @@ use ddb_lock::dynamodb::{
     update_item::UpdateItemOutput,
 };
 
-use super::expr::{Operand, Term, parse_condition, parse_update, placeholders};
+use super::expr::{Assign, Operand, SetTerm, Term, parse_condition, parse_update, placeholders};
 
 pub const OWNER: &str = "ownerName";
 pub const RVN: &str = "recordVersionNumber";
-/// The fencing token attribute the core reserves (`options::attr::FENCE`).
+/// The fencing token attribute the core writes (`options::attr::FENCE`).
 pub const FENCE: &str = "fencingToken";
 
 /// What a request did to the lock, as the ledger sees it.
@@ -36,17 +41,28 @@ pub enum Effect {
         steal: bool,
         prev_owner: Option<String>,
     },
-    /// A renewal of acquisition `acq` took effect.
+    /// A renewal (or a release that keeps the item) of acquisition `acq` took effect.
     Renewed { acq: u64 },
     /// The item (of acquisition `acq`) was deleted.
     Deleted { acq: u64 },
 }
 
+/// A create whose token is not above every earlier token: allowed by the core's documented
+/// clock condition only when the creators' clocks are further apart than the deleted item
+/// lived (see `ddb_lock::core::fence_base`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Regression {
+    pub new_token: u64,
+    pub max_token: u64,
+}
+
 pub struct Applied {
     pub outcome: Outcome,
     pub effect: Effect,
-    /// The fencing token of a write broke monotonicity (only once the core writes one).
+    /// A token rule the core must keep was broken (always a violation).
     pub fence_error: Option<String>,
+    /// A create restarted the token below the highest so far (judged by the caller).
+    pub regression: Option<Regression>,
 }
 
 pub struct Db {
@@ -56,6 +72,7 @@ pub struct Db {
     ttl_attr: Option<String>,
     items: BTreeMap<(String, String), Item>,
     acq_of: HashMap<String, u64>,
+    fence_of_acq: HashMap<u64, Option<u64>>,
     /// Acquisitions applied so far (the newest one's number).
     pub acquisitions: u64,
     max_fence: Option<u64>,
@@ -71,7 +88,7 @@ fn capacity(asked: Option<&'static str>) -> Option<ConsumedCapacity> {
 fn values_equal(a: &AttributeValue, b: &AttributeValue) -> bool {
     match (a, b) {
         (AttributeValue::N(x), AttributeValue::N(y)) => {
-            match (x.parse::<f64>(), y.parse::<f64>()) {
+            match (x.parse::<i128>(), y.parse::<i128>()) {
                 (Ok(x), Ok(y)) => x == y,
                 _ => x == y,
             }
@@ -93,6 +110,11 @@ impl Ctx<'_> {
             .map(String::as_str)
             .ok_or_else(|| format!("ValidationException: name placeholder {n} is not defined"))
     }
+    fn value(&self, v: &str) -> Result<&AttributeValue, String> {
+        self.values
+            .get(v)
+            .ok_or_else(|| format!("ValidationException: value placeholder {v} is not defined"))
+    }
     fn operand<'i>(
         &'i self,
         o: &Operand,
@@ -103,19 +125,19 @@ impl Ctx<'_> {
                 let attr = self.name(n)?;
                 Ok(item.and_then(|i| i.get(attr)))
             }
-            Operand::Value(v) => self.values.get(v).map(Some).ok_or_else(|| {
-                format!("ValidationException: value placeholder {v} is not defined")
-            }),
+            Operand::Value(v) => self.value(v).map(Some),
         }
     }
     fn eval(&self, terms: &[Term], item: Option<&Item>) -> Result<bool, String> {
         let mut all = true;
         for t in terms {
+            let has = |n: &str| -> Result<bool, String> {
+                let attr = self.name(n)?;
+                Ok(item.is_some_and(|i| i.contains_key(attr)))
+            };
             let ok = match t {
-                Term::Exists(n) => item.is_some_and(|i| i.contains_key(self.name(n).unwrap_or(""))),
-                Term::NotExists(n) => {
-                    !item.is_some_and(|i| i.contains_key(self.name(n).unwrap_or("")))
-                }
+                Term::Exists(n) => has(n)?,
+                Term::NotExists(n) => !has(n)?,
                 Term::Eq(a, b) => match (self.operand(a, item)?, self.operand(b, item)?) {
                     (Some(x), Some(y)) => values_equal(x, y),
                     _ => false,
@@ -136,13 +158,50 @@ impl Ctx<'_> {
         }
         Ok(all)
     }
+    fn term(&self, t: &SetTerm, old: Option<&Item>) -> Result<AttributeValue, String> {
+        let attr = |n: &str| -> Result<Option<AttributeValue>, String> {
+            let a = self.name(n)?;
+            Ok(old.and_then(|i| i.get(a)).cloned())
+        };
+        match t {
+            SetTerm::Value(v) => self.value(v).cloned(),
+            SetTerm::Attr(n) => attr(n)?.ok_or_else(|| {
+                format!("ValidationException: the update refers to {n}, absent from the item")
+            }),
+            SetTerm::IfNotExists(n, v) => match attr(n)? {
+                Some(x) => Ok(x),
+                None => self.value(v).cloned(),
+            },
+        }
+    }
+    /// The new value of one `SET` assignment, computed from the item before the update.
+    fn assign(&self, a: &Assign, old: Option<&Item>) -> Result<AttributeValue, String> {
+        let v = self.term(&a.value, old)?;
+        let Some(plus) = &a.plus else {
+            return Ok(v);
+        };
+        let w = self.term(plus, old)?;
+        match (&v, &w) {
+            (AttributeValue::N(x), AttributeValue::N(y)) => {
+                match (x.parse::<i128>(), y.parse::<i128>()) {
+                    (Ok(x), Ok(y)) => Ok(AttributeValue::N((x + y).to_string())),
+                    _ => Err(format!("unsupported non-integer arithmetic {x} + {y}")),
+                }
+            }
+            _ => Err(format!(
+                "ValidationException: + needs numbers, found {} and {}",
+                v.type_name(),
+                w.type_name()
+            )),
+        }
+    }
 }
 
 /// DynamoDB refuses a request whose maps hold placeholders the expressions do not use, or
 /// whose expressions use placeholders the maps do not define.
 fn check_placeholders(
     terms: &[Term],
-    sets: &[super::expr::Assign],
+    sets: &[Assign],
     names: &BTreeMap<String, String>,
     values: &Item,
 ) -> Result<(), String> {
@@ -184,6 +243,29 @@ fn fence_of(item: &Item) -> Result<Option<u64>, String> {
     }
 }
 
+fn owner_of(item: &Item) -> Option<String> {
+    item.get(OWNER)
+        .and_then(AttributeValue::as_s)
+        .map(str::to_owned)
+}
+
+fn rvn_of(item: &Item) -> &str {
+    item.get(RVN).and_then(AttributeValue::as_s).unwrap_or("")
+}
+
+/// Evaluates a condition of the lock core (e.g. `Held::still_held`'s) against `item`, as
+/// DynamoDB would for a `ConditionCheck`.
+pub fn check_condition(
+    condition: &str,
+    names: &BTreeMap<String, String>,
+    values: &Item,
+    item: Option<&Item>,
+) -> Result<bool, String> {
+    let terms = parse_condition(condition)?;
+    check_placeholders(&terms, &[], names, values)?;
+    Ctx { names, values }.eval(&terms, item)
+}
+
 impl Db {
     pub fn new(table: &TableOptions) -> Self {
         Db {
@@ -193,6 +275,7 @@ impl Db {
             ttl_attr: table.ttl_key_name().map(str::to_owned),
             items: BTreeMap::new(),
             acq_of: HashMap::new(),
+            fence_of_acq: HashMap::new(),
             acquisitions: 0,
             max_fence: None,
         }
@@ -201,6 +284,11 @@ impl Db {
     /// The acquisition record version `rvn` belongs to, if DynamoDB ever stored it.
     pub fn acq_of(&self, rvn: &str) -> Option<u64> {
         self.acq_of.get(rvn).copied()
+    }
+
+    /// The token acquisition `acq` wrote.
+    pub fn fence_of_acq(&self, acq: u64) -> Option<u64> {
+        self.fence_of_acq.get(&acq).copied().flatten()
     }
 
     /// Replaces (or removes) the item at `key` behind the clients' backs: another writer, an
@@ -251,6 +339,7 @@ impl Db {
             outcome: Err(Error::ConditionalCheckFailed { item }),
             effect: Effect::Nothing,
             fence_error: None,
+            regression: None,
         }
     }
 
@@ -267,53 +356,63 @@ impl Db {
         old: Option<&Item>,
         new: &Item,
         acquisition: bool,
-    ) -> (Effect, Option<String>) {
-        let rvn = new
-            .get(RVN)
-            .and_then(AttributeValue::as_s)
-            .unwrap_or("")
-            .to_owned();
-        let old_rvn = old.and_then(|o| o.get(RVN)).and_then(AttributeValue::as_s);
+    ) -> (Effect, Option<String>, Option<Regression>) {
         let mut fence_error = None;
+        let mut regression = None;
         let new_fence = fence_of(new).unwrap_or_else(|e| {
             fence_error = Some(e);
             None
         });
+        let old_fence = old.and_then(|o| fence_of(o).ok().flatten());
         let effect = if acquisition {
             self.acquisitions += 1;
-            if let Some(f) = new_fence {
-                if self.max_fence.is_some_and(|m| f <= m) {
+            match (old, old_fence, new_fence) {
+                // A takeover within the item's lifetime: exactly one more.
+                (Some(_), Some(o), n) if n != Some(o + 1) => {
                     fence_error = Some(format!(
-                        "acquisition #{} wrote {FENCE}={f}, not above the highest so far ({:?})",
-                        self.acquisitions, self.max_fence
+                        "takeover #{} wrote {FENCE}={n:?} over {o} (must be exactly one more)",
+                        self.acquisitions
                     ));
                 }
-                self.max_fence = Some(self.max_fence.map_or(f, |m| m.max(f)));
+                // A create restarts from the creator's clock.
+                (None, _, Some(n)) if self.max_fence.is_some_and(|m| n <= m) => {
+                    regression = Some(Regression {
+                        new_token: n,
+                        max_token: self.max_fence.unwrap(),
+                    });
+                }
+                _ => {}
             }
+
+            if let Some(n) = new_fence {
+                self.max_fence = Some(self.max_fence.map_or(n, |m| m.max(n)));
+            }
+            self.fence_of_acq.insert(self.acquisitions, new_fence);
             Effect::Acquired {
                 acq: self.acquisitions,
                 steal: old.is_some(),
-                prev_owner: old
-                    .and_then(|o| o.get(OWNER))
-                    .and_then(AttributeValue::as_s)
-                    .map(str::to_owned),
+                prev_owner: old.and_then(owner_of),
             }
         } else {
-            let acq = old_rvn.and_then(|r| self.acq_of(r)).unwrap_or(0);
-            let old_fence = old.map(fence_of).transpose().ok().flatten().flatten();
             if old_fence != new_fence {
                 fence_error = Some(format!(
-                    "a renewal changed {FENCE} from {old_fence:?} to {new_fence:?}"
+                    "a write by the holder changed {FENCE} from {old_fence:?} to {new_fence:?}"
                 ));
             }
-            Effect::Renewed { acq }
+            Effect::Renewed {
+                acq: old.and_then(|o| self.acq_of(rvn_of(o))).unwrap_or(0),
+            }
         };
         let acq = match &effect {
             Effect::Acquired { acq, .. } | Effect::Renewed { acq } => *acq,
             _ => 0,
         };
-        self.acq_of.insert(rvn, acq);
-        (effect, fence_error)
+        self.acq_of.insert(rvn_of(new).to_owned(), acq);
+        (effect, fence_error, regression)
+    }
+
+    fn deleted(&self, old: &Item) -> u64 {
+        self.acq_of(rvn_of(old)).unwrap_or(0)
     }
 
     /// Applies one request at its arrival.
@@ -337,7 +436,11 @@ impl Db {
                 if !ctx.eval(&terms, old.as_ref())? {
                     return Ok(self.ccf(old.as_ref(), p.return_values_on_condition_check_failure));
                 }
-                let (effect, fence_error) = self.record_write(old.as_ref(), &p.item, true);
+                if old.is_some() {
+                    return Err("an unconditional PutItem replaced a lock item".into());
+                }
+                let (effect, fence_error, regression) =
+                    self.record_write(old.as_ref(), &p.item, true);
                 self.items.insert(key, p.item.clone());
                 Ok(Applied {
                     outcome: Ok(Response::Put(PutItemOutput {
@@ -345,6 +448,7 @@ impl Db {
                     })),
                     effect,
                     fence_error,
+                    regression,
                 })
             }
             Request::Update(u) => {
@@ -358,11 +462,11 @@ impl Db {
                     &u.expression_attribute_names,
                     &u.expression_attribute_values,
                 )?;
-                if let Some(rv) = u.return_values
-                    && rv != "NONE"
-                {
-                    return Err(format!("unsupported ReturnValues {rv:?}"));
-                }
+                let updated_new = match u.return_values {
+                    None | Some("NONE") => false,
+                    Some("UPDATED_NEW") => true,
+                    Some(rv) => return Err(format!("unsupported ReturnValues {rv:?}")),
+                };
                 let ctx = Ctx {
                     names: &u.expression_attribute_names,
                     values: &u.expression_attribute_values,
@@ -372,6 +476,7 @@ impl Db {
                     return Ok(self.ccf(old.as_ref(), u.return_values_on_condition_check_failure));
                 }
                 let mut new = old.clone().unwrap_or_else(|| u.key.clone());
+                let mut changed = Item::new();
                 let mut sets_owner = false;
                 for a in &sets {
                     let attr = ctx.name(&a.name)?.to_owned();
@@ -380,30 +485,34 @@ impl Db {
                             "ValidationException: cannot update key attribute {attr}"
                         ));
                     }
+                    if changed.contains_key(&attr) {
+                        return Err(format!("ValidationException: {attr} set twice"));
+                    }
                     sets_owner |= attr == OWNER;
-                    let v = ctx
-                        .operand(&Operand::Value(a.value.clone()), None)?
-                        .cloned()
-                        .unwrap();
-                    new.insert(attr, v);
+                    // Every value is computed from the item as it was before the update.
+                    changed.insert(attr, ctx.assign(a, old.as_ref())?);
                 }
+                new.extend(changed.clone());
                 if old.is_none() && !sets_owner {
                     return Err(format!(
-                        "a renewal-shaped UpdateItem created an item: {}",
+                        "a holder-shaped UpdateItem created an item: {}",
                         u.update_expression
                     ));
                 }
-                // A write that sets the owner is a takeover (a new acquisition); one that only
-                // moves the version and time is a renewal of the acquisition it extends.
-                let (effect, fence_error) = self.record_write(old.as_ref(), &new, sets_owner);
+                // A write that sets the owner is a takeover (a new acquisition); one that
+                // only moves the version, time or lease is the holder's (renewal, release
+                // keeping the item) and extends the acquisition it belongs to.
+                let (effect, fence_error, regression) =
+                    self.record_write(old.as_ref(), &new, sets_owner);
                 self.items.insert(key, new);
                 Ok(Applied {
                     outcome: Ok(Response::Update(UpdateItemOutput {
-                        attributes: None,
+                        attributes: updated_new.then_some(changed),
                         consumed_capacity: capacity(u.return_consumed_capacity),
                     })),
                     effect,
                     fence_error,
+                    regression,
                 })
             }
             Request::Get(g) => {
@@ -422,6 +531,7 @@ impl Db {
                     })),
                     effect: Effect::Nothing,
                     fence_error: None,
+                    regression: None,
                 })
             }
             Request::Delete(d) => {
@@ -444,11 +554,7 @@ impl Db {
                 }
                 let effect = match self.items.remove(&key) {
                     Some(old) => Effect::Deleted {
-                        acq: old
-                            .get(RVN)
-                            .and_then(AttributeValue::as_s)
-                            .and_then(|r| self.acq_of(r))
-                            .unwrap_or(0),
+                        acq: self.deleted(&old),
                     },
                     None => Effect::Nothing,
                 };
@@ -458,6 +564,7 @@ impl Db {
                     })),
                     effect,
                     fence_error: None,
+                    regression: None,
                 })
             }
         }
@@ -482,8 +589,7 @@ impl Db {
         let mut gone = Vec::new();
         for k in expired {
             if let Some(i) = self.items.remove(&k) {
-                let rvn = i.get(RVN).and_then(AttributeValue::as_s).unwrap_or("");
-                gone.push(self.acq_of(rvn).unwrap_or(0));
+                gone.push(self.deleted(&i));
             }
         }
         gone

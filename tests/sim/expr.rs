@@ -5,14 +5,16 @@
 //! term      := attribute_exists ( #n ) | attribute_not_exists ( #n )
 //!            | operand = operand | operand IN ( operand (, operand)* )
 //! operand   := #name | :value
-//! update    := SET #n = :v ( , #n = :v )*
+//! update    := SET #n = value ( , #n = value )*
+//! value     := term ( + term )?
+//! term      := :value | #name | if_not_exists ( #n , :value )
 //! ```
 //!
 //! Anything else (OR, NOT, grouping, other functions or comparators, arithmetic, REMOVE/ADD,
 //! document paths, literal attribute names) is rejected with an error naming it, so a change
 //! in the core's expressions fails the simulation loudly instead of being half-understood.
-//! (When the fencing token lands, `SET #fence = #fence + :one` or `if_not_exists(..)` will
-//! need a new `Value` shape in [`parse_update`].)
+//! (`term + term` and `if_not_exists` exist for the fencing token:
+//! `#fence = if_not_exists(#fence, :base) + :one`.)
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operand {
@@ -30,11 +32,23 @@ pub enum Term {
     In(Operand, Vec<Operand>),
 }
 
-/// One `SET` assignment: `#name = :value`.
+/// One operand of a `SET` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetTerm {
+    /// `:value`
+    Value(String),
+    /// `#name`: the item's current value (DynamoDB refuses it when absent).
+    Attr(String),
+    /// `if_not_exists(#name, :value)`
+    IfNotExists(String, String),
+}
+
+/// One `SET` assignment: `#name = term [+ term]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assign {
     pub name: String,
-    pub value: String,
+    pub value: SetTerm,
+    pub plus: Option<SetTerm>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +60,7 @@ enum Tok {
     Close,
     Comma,
     Equals,
+    Plus,
 }
 
 fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
@@ -76,6 +91,10 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             }
             b'=' => {
                 out.push(Tok::Equals);
+                i += 1
+            }
+            b'+' => {
+                out.push(Tok::Plus);
                 i += 1
             }
             b'#' | b':' => {
@@ -155,6 +174,32 @@ impl P {
     }
     fn done(&self) -> bool {
         self.pos == self.toks.len()
+    }
+    fn set_term(&mut self) -> Result<SetTerm, String> {
+        match self.next()? {
+            Tok::Value(v) => Ok(SetTerm::Value(v)),
+            Tok::Name(n) => Ok(SetTerm::Attr(n)),
+            Tok::Ident(f) if f == "if_not_exists" => {
+                self.expect(Tok::Open)?;
+                let n = self.name()?;
+                self.expect(Tok::Comma)?;
+                let v = match self.next()? {
+                    Tok::Value(v) => v,
+                    other => {
+                        return Err(format!(
+                            "if_not_exists default must be a :value, found {other:?} in {:?}",
+                            self.src
+                        ));
+                    }
+                };
+                self.expect(Tok::Close)?;
+                Ok(SetTerm::IfNotExists(n, v))
+            }
+            other => Err(format!(
+                "unsupported SET value {other:?} in {:?} (only :value, #name, if_not_exists, +)",
+                self.src
+            )),
+        }
     }
 }
 
@@ -236,15 +281,14 @@ pub fn parse_update(s: &str) -> Result<Vec<Assign>, String> {
     loop {
         let name = p.name()?;
         p.expect(Tok::Equals)?;
-        let value = match p.next()? {
-            Tok::Value(v) => v,
-            other => {
-                return Err(format!(
-                    "unsupported SET value {other:?} in {s:?} (only :value)"
-                ));
-            }
+        let value = p.set_term()?;
+        let plus = if p.peek() == Some(&Tok::Plus) {
+            p.next()?;
+            Some(p.set_term()?)
+        } else {
+            None
         };
-        out.push(Assign { name, value });
+        out.push(Assign { name, value, plus });
         if p.done() {
             return Ok(out);
         }
@@ -282,7 +326,16 @@ pub fn placeholders(terms: &[Term], sets: &[Assign]) -> (Vec<String>, Vec<String
     }
     for a in sets {
         names.push(a.name.clone());
-        values.push(a.value.clone());
+        for t in std::iter::once(&a.value).chain(a.plus.as_ref()) {
+            match t {
+                SetTerm::Value(v) => values.push(v.clone()),
+                SetTerm::Attr(n) => names.push(n.clone()),
+                SetTerm::IfNotExists(n, v) => {
+                    names.push(n.clone());
+                    values.push(v.clone());
+                }
+            }
+        }
     }
     (names, values)
 }

@@ -143,6 +143,7 @@ impl Env {
 fn options(rng: &mut SimRng) -> LockOptions {
     let lease = Duration::from_millis(rng.range(1, 3000));
     let mut o = LockOptions::new()
+        .keep_item_on_release(rng.chance(0.5))
         .lease(lease)
         .prolong(rng.chance(0.8))
         .prolong_every((lease / 3).max(Duration::from_nanos(1)))

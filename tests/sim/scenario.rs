@@ -35,8 +35,14 @@ use super::rng::SimRng;
 pub const MS: u64 = 1_000_000;
 pub const SEC: u64 = 1_000 * MS;
 
-/// One-way network delay while the network is calm: uniform in `[1, 20]` ms.
-pub const CALM_DELAY: (u64, u64) = (MS, 20 * MS);
+/// One-way network delay while the network is calm: uniform in `[0.5, 10]` ms (DynamoDB in
+/// the same region answers in single-digit milliseconds).
+pub const CALM_DELAY: (u64, u64) = (MS / 2, 10 * MS);
+/// One-way delay in chaos when no other fault hits: uniform in `[0.5, 10]` ms (errors such
+/// as throttling come back as fast as answers do, so a retry loop without backoff shows).
+pub const CHAOS_DELAY: (u64, u64) = (MS / 2, 10 * MS);
+/// Outages inside chaos phases (correlated faults: every message is hit while one lasts).
+pub const OUTAGE_LEN: (u64, u64) = (300 * MS, 3 * SEC);
 /// Long delays in chaos: uniform in `[300 ms, 3 s]` (beyond any request timeout).
 pub const LONG_DELAY: (u64, u64) = (300 * MS, 3 * SEC);
 /// Resource (the thing the lock protects) one-way latency.
@@ -85,6 +91,8 @@ pub struct Faults {
     pub check_pause: f64,
     /// Resource messages delayed far beyond the budget (beyond runs only).
     pub res_long: f64,
+    /// Outages per chaos phase: uniform in `0..=outages`.
+    pub outages: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -129,6 +137,9 @@ impl Scenario {
             table = table.ttl_key("expiresAt").ttl(Duration::from_secs(5));
         }
         let trust_run = rng.chance(0.3);
+        // Release by marking the item free (lease 0, token kept) instead of deleting it:
+        // every client in half the runs, some clients in the others.
+        let keep_all = rng.chance(0.5);
         let shared_owner = n >= 3 && rng.chance(0.1);
 
         // Options first: they set the drift the core tolerates.
@@ -145,6 +156,7 @@ impl Scenario {
             try_loop: bool,
             acquire_timeout: Option<Duration>,
             max_retry: Option<u32>,
+            keep_item: bool,
         }
         let pres: Vec<Pre> = (0..n)
             .map(|_| {
@@ -164,6 +176,7 @@ impl Scenario {
                     try_loop: rng.chance(0.2),
                     acquire_timeout: rng.chance(0.15).then(|| ms(rng.range(500, 10_000))),
                     max_retry: rng.chance(0.1).then(|| rng.range(0, 10) as u32),
+                    keep_item: keep_all || rng.chance(0.3),
                 }
             })
             .collect();
@@ -220,6 +233,9 @@ impl Scenario {
                 if let Some(t) = p.acquire_timeout {
                     opts = opts.acquire_timeout(t);
                 }
+                if p.keep_item {
+                    opts = opts.keep_item_on_release(true);
+                }
                 if let Some(n) = p.max_retry {
                     opts = opts.max_retry_count(n);
                 }
@@ -269,6 +285,7 @@ impl Scenario {
                 pause_rate: 0.3 * scale,
                 check_pause: 0.1 * scale,
                 res_long: if beyond { 0.1 } else { 0.0 },
+                outages: 2,
             }
         } else {
             Faults::default()
@@ -369,9 +386,10 @@ impl Scenario {
         );
         for (i, c) in self.clients.iter().enumerate() {
             s.push_str(&format!(
-                "  c{i}: {}{} lease {:?} margin {:?} poll {:?} prolong {} every {:?} trust {} (skew {:?}, wait {:?}) request timeout {:?} acquire timeout {:?} max retries {:?} rate {:+}ppm wall {:+}ms suspends {:?}\n",
+                                "  c{i}: {}{}{} lease {:?} margin {:?} poll {:?} prolong {} every {:?} trust {} (skew {:?}, wait {:?}) request timeout {:?} acquire timeout {:?} max retries {:?} rate {:+}ppm wall {:+}ms suspends {:?}\n",
                 c.owner,
-                if c.try_loop { " (try_lock loop)" } else { "" },
+                                if c.try_loop { " (try_lock loop)" } else { "" },
+                if c.opts.clone() == c.opts.clone().keep_item_on_release(true) { " (keeps item on release)" } else { "" },
                 c.lease,
                 c.margin,
                 c.poll,

