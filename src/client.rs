@@ -267,14 +267,13 @@ impl<H: Host> LockClient<H> {
             id: id.to_owned(),
         };
         let layout = Layout::new(self.inner.table.clone(), key.clone());
-        let prior = if try_only {
-            locked(&self.inner.observations).get(&key).cloned()
-        } else {
-            None
-        };
-        // A prior observation already says who holds it; otherwise a key contended lately
-        // starts with a read rather than a write that would likely be refused.
-        let read_first = prior.is_none() && locked(&self.inner.contended).contains(&key);
+        // Continue the watch of an earlier attempt (a try_lock, or a lock that timed out or
+        // ran out of retries), so a dead holder's lock is taken over once its version has been
+        // seen unchanged for a lease, however the waiting is split into calls.
+        let prior = locked(&self.inner.observations).get(&key).cloned();
+        // With an observation, look before answering (a release is noticed at once); a key
+        // contended lately also starts with a read rather than a write likely refused.
+        let read_first = prior.is_some() || locked(&self.inner.contended).contains(&key);
         let mut machine = Acquire::new(
             layout.clone(),
             self.inner.owner.clone(),
@@ -323,6 +322,16 @@ impl<H: Host> LockClient<H> {
                 }
                 obs.insert(key, busy.observation.clone());
                 return Err(AcquireError::Busy(busy));
+            }
+            Err(e @ (AcquireError::Timeout { .. } | AcquireError::MaxRetries { .. })) => {
+                if let Some(o) = machine.observation() {
+                    let mut obs = locked(&self.inner.observations);
+                    if obs.len() >= MAX_OBSERVATIONS {
+                        obs.clear();
+                    }
+                    obs.insert(key, o.clone());
+                }
+                return Err(e);
             }
             Err(e) => return Err(e),
         };

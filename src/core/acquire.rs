@@ -211,6 +211,12 @@ impl Acquire {
         self.failures > 0 || self.saw_holder
     }
 
+    /// What this acquisition has observed (holder and since when), to continue the watch in
+    /// a later one.
+    pub fn observation(&self) -> Option<&Observation> {
+        self.obs.as_ref()
+    }
+
     /// The holder last seen, if any.
     pub fn holder(&self) -> Option<&LockRecord> {
         self.obs.as_ref().map(|o| &o.record)

@@ -139,6 +139,8 @@ pub struct Held {
     lost: Option<LossReason>,
     last_error: Option<dynamodb::Error>,
     releasing: bool,
+    /// The version the next renewal will write, drawn ahead so `still_held` can name it.
+    next_rvn: String,
     keep_item: bool,
     abandoned: bool,
     release_ambiguous: bool,
@@ -151,9 +153,10 @@ pub struct Held {
 
 impl Held {
     /// The lock just acquired, with the options it was acquired with.
-    pub fn new(layout: Layout, acquired: Acquired, opts: &LockOptions, rng: Rng) -> Self {
+    pub fn new(layout: Layout, acquired: Acquired, opts: &LockOptions, mut rng: Rng) -> Self {
         let prolong_every = opts.prolong.then_some(opts.prolong_every);
         Held {
+            next_rvn: rng.uuid(),
             layout,
             next_renew: acquired.lease_start + opts.prolong_every,
             lease_start: acquired.lease_start,
@@ -229,7 +232,14 @@ impl Held {
         if self.lost(now).is_some() || self.releasing {
             return None;
         }
-        Some(self.layout.still_held(&self.versions(), &self.record.owner))
+        // A renewal may land while the caller's transaction is on its way: name the version
+        // in flight and the one the next renewal will write, both ours.
+        let mut versions = self.versions();
+        if let Some(Flight::Renew { rvn, .. }) = &self.in_flight {
+            versions.push(rvn.clone());
+        }
+        versions.push(self.next_rvn.clone());
+        Some(self.layout.still_held(&versions, &self.record.owner))
     }
 
     /// Whether a request of this lock is in flight.
@@ -276,7 +286,7 @@ impl Held {
         if now.mono < self.next_renew {
             return Step::Sleep(self.next_renew.min(self.valid_until()));
         }
-        let rvn = self.rng.uuid();
+        let rvn = std::mem::replace(&mut self.next_rvn, self.rng.uuid());
         let request = self
             .layout
             .renew(&self.versions(), &self.record.owner, &rvn, now.wall);
@@ -307,21 +317,43 @@ impl Held {
         wall: WallTime,
         outcome: Outcome,
     ) {
-        match outcome {
-            Ok(Response::Update(_)) => {
-                self.record.rvn = rvn;
-                self.record.last_updated = wall;
-                self.uncertain.clear();
-                self.lease_start = sent;
-                self.last_error = None;
-                self.backoff.reset();
-                self.next_renew = sent + self.prolong_every.unwrap_or(self.record.lease);
+        // A refusal that shows our own new version means the renewal did apply: a duplicate
+        // of the request, refused after the first copy landed, was answered first.
+        let applied = match &outcome {
+            Ok(Response::Update(_)) => true,
+            Err(dynamodb::Error::ConditionalCheckFailed { item: Some(item) }) => {
+                LockRecord::from_item(item)
+                    .is_ok_and(|r| r.rvn == rvn && r.owner == self.record.owner)
             }
+            _ => false,
+        };
+        if applied {
+            // Either way the item now carries `rvn`: a release must name it.
+            self.record.rvn = rvn;
+            self.record.last_updated = wall;
+            self.uncertain.clear();
+            if now.mono >= self.valid_until() {
+                // Too late: the lock already counted as lost (and may have been reported so).
+                // Loss is final; the item expires with its lease.
+                self.lost = Some(LossReason::Expired {
+                    last_error: self.last_error.clone(),
+                });
+                return;
+            }
+            self.lease_start = sent;
+            self.last_error = None;
+            self.backoff.reset();
+            self.next_renew = sent + self.prolong_every.unwrap_or(self.record.lease);
+            return;
+        }
+        match outcome {
             Err(dynamodb::Error::ConditionalCheckFailed { item }) => {
                 self.lost = Some(self.loss_from(item));
             }
             Err(e) => {
-                if e.is_ambiguous() && !self.uncertain.contains(&rvn) {
+                // Even a throttled answer may have a twin that landed (a transport that
+                // duplicates requests): keep every unconfirmed version as possibly current.
+                if !self.uncertain.contains(&rvn) {
                     if self.uncertain.len() == MAX_UNCERTAIN {
                         self.uncertain.remove(0);
                     }

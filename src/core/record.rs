@@ -65,7 +65,8 @@ pub struct LockRecord {
 /// token is larger than every earlier one provided the creator's wall clock is ahead of the
 /// previous creator's clock at that earlier creation by more than (takeovers since) / 2^16
 /// ms — i.e. provided clock skew between clients is smaller than the lifetime of the deleted
-/// item. With [`LockOptions::keep_item_on_release`](crate::LockOptions::keep_item_on_release)
+/// item — and provided no create sent before the deletion lands after it (a create delayed in
+/// the network past its timeout can re-create the item with its older token). With [`LockOptions::keep_item_on_release`](crate::LockOptions::keep_item_on_release)
 /// releases keep the item (lease 0), so only TTL deletions, an hour or more after the last
 /// write, rely on clocks.
 pub fn fence_base(wall: WallTime) -> u64 {

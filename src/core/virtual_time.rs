@@ -446,3 +446,51 @@ fn an_acquisition_that_waited_counts_as_contended_even_when_the_item_vanished() 
         "the next acquisition of this key should read first"
     );
 }
+
+#[test]
+fn a_refusal_showing_our_new_version_means_the_renewal_applied() {
+    let now = start();
+    let opts = LockOptions::new().lease(ms(1000)).prolong_every(ms(300));
+    let mut h = held(&opts, now);
+    let t = now.advance(ms(300));
+    let Step::Send(Request::Update(r)) = h.poll_renew(t) else {
+        panic!()
+    };
+    let v1 = r.expression_attribute_values[":rvn"]
+        .as_s()
+        .unwrap()
+        .to_owned();
+    // A duplicate of the request landed first; this copy is refused, showing our own version.
+    h.handle(
+        t,
+        Err(Error::ConditionalCheckFailed {
+            item: Some(item("me", &v1, 1000)),
+        }),
+    );
+    assert!(h.lost(t.mono).is_none(), "not stolen: it is our own write");
+    assert_eq!(h.record().rvn, v1);
+    assert_eq!(h.valid_until(), t.mono + ms(900));
+}
+
+#[test]
+fn a_renewal_answered_after_the_lease_ran_out_does_not_revive_the_lock() {
+    let now = start();
+    let opts = LockOptions::new().lease(ms(1000)).prolong_every(ms(300));
+    let mut h = held(&opts, now);
+    let t = now.advance(ms(850));
+    h.handle(t, Err(timeout())); // nothing in flight: ignored
+    let Step::Send(Request::Update(_)) = h.poll_renew(now.advance(ms(300))) else {
+        panic!()
+    };
+    let late = now.advance(ms(950)); // past valid_until (900 ms)
+    assert!(h.lost(late.mono).is_some());
+    h.handle(late, Ok(Response::Update(UpdateItemOutput::default())));
+    assert!(
+        matches!(h.lost(late.mono), Some(LossReason::Expired { .. })),
+        "loss is final"
+    );
+    assert!(matches!(
+        h.poll_renew(late),
+        Step::Done(LossReason::Expired { .. })
+    ));
+}
