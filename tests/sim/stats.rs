@@ -39,7 +39,7 @@ stats! {
         // liveness
         live_windows, live_checked, live_met, try_lock_late_handover,
         // violations (in-bounds: every kind fails the test)
-        v_exclusion, v_stale_write, v_liveness, v_storm, v_spin, v_model, v_fence, v_other,
+        v_exclusion, v_stale_write, v_liveness, v_storm, v_spin, v_model, v_fence, v_known, v_other,
         // beyond-bounds runs: expected breakage, counted only
         beyond_exclusion, beyond_stale_write,
     }
@@ -57,6 +57,7 @@ impl Stats {
             + self.v_spin
             + self.v_model
             + self.v_fence
+            + self.v_known
             + self.v_other
     }
 }
