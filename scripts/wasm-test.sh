@@ -12,6 +12,8 @@
 #   imports  no wasm module (tests, Worker) imports anything from "env"
 #   workerd  the Worker in raw workerd, beside a native client (wasm-tests/workerd/test.mjs)
 #   size     the Worker's module size (wasm + JS glue), raw and gzip
+#   browser-example  builds examples/browser/ and loads its page in headless Chromium against
+#                    DynamoDB Local (CORS origin http://127.0.0.1:8840): status ok + a token
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
@@ -124,7 +126,53 @@ part_size() {
     "$w" "$wg" "$j" "$jg" "$((w + j))" "$((wg + jg))" "$(echo "($wg + $jg) / 1024" | bc -l)"
 }
 
-ALL_PARTS=(lint node browser worker imports workerd size)
+# examples/browser/: the page, served by its serve.mjs on this address (DynamoDB Local's CORS
+# origin for it: exact, like BROWSER_ORIGINS).
+PAGE_DIR="$ROOT/examples/browser"
+PAGE_ADDR="127.0.0.1:8840"
+
+part_browser-example() {
+  part "browser-example: examples/browser/ in headless Chromium"
+  if (exec 3<>"/dev/tcp/${PAGE_ADDR%:*}/${PAGE_ADDR#*:}") 2>/dev/null; then
+    echo "$PAGE_ADDR is taken: the page needs it (DynamoDB Local's CORS origin)" >&2
+    exit 1
+  fi
+  (cd "$PAGE_DIR" && cargo build --release --target wasm32-unknown-unknown)
+  rm -rf "$PAGE_DIR/pkg"
+  wasm-bindgen --target web --out-dir "$PAGE_DIR/pkg" \
+    "$PAGE_DIR/target/wasm32-unknown-unknown/release/ddb_lock_browser.wasm"
+  # In a subshell so that its EXIT trap stops DynamoDB Local and the server whatever happens.
+  (
+    endpoint="" server="" profile="$(mktemp -d)"
+    cleanup() {
+      [[ -z "$server" ]] || kill "$server" 2>/dev/null || true
+      [[ -z "$endpoint" ]] || bash scripts/ddb-local.sh stop "${endpoint##*:}"
+      rm -rf "$profile"
+    }
+    trap cleanup EXIT
+    endpoint="$(bash scripts/ddb-local.sh start --cors "http://$PAGE_ADDR")"
+    node "$PAGE_DIR/serve.mjs" --port "${PAGE_ADDR#*:}" --endpoint "$endpoint" \
+      --table "browserExample$RANDOM" >&2 &
+    server=$!
+    for _ in $(seq 50); do
+      curl -sf -o /dev/null "http://$PAGE_ADDR/config" && break
+      sleep 0.1
+    done
+    dom="$(timeout 60 "${CHROMIUM:-/usr/bin/chromium}" --headless --no-sandbox --disable-gpu \
+      --disable-background-networking --disable-component-update --disable-sync --no-first-run \
+      --user-data-dir="$profile" --virtual-time-budget=15000 --dump-dom "http://$PAGE_ADDR/" \
+      2>"$profile/chromium.log")" || { cat "$profile/chromium.log" >&2; exit 1; }
+    printf '%s\n' "$dom" | sed -n '/<pre id="out">/,/<\/pre>/p' >&2
+    if ! grep -q 'data-status="ok"' <<<"$dom" ||
+      ! grep -Eq '"fencingToken": "[0-9]+"' <<<"$dom"; then
+      echo "the page did not report status ok with a fencing token" >&2
+      exit 1
+    fi
+    echo "browser example: status ok, fencing token shown" >&2
+  )
+}
+
+ALL_PARTS=(lint node browser worker imports workerd size browser-example)
 
 main() {
   local parts=("$@")
