@@ -1,7 +1,7 @@
 //! The crate's own time types.
 //!
 //! The lock core never reads a clock: every decision takes a [`Now`] that the host's
-//! [`Clock`](crate::host::Clock) produced. `std::time::Instant::now()` panics on
+//! [`Clock`](crate::host::Clock) produced. `std::time::Instant::now` panics when called on
 //! `wasm32-unknown-unknown`, so these types are plain numbers the host fills in.
 
 use core::ops::{Add, Sub};
@@ -91,7 +91,7 @@ impl WallTime {
     }
 
     /// The same time as a `std::time::SystemTime` (constructing one is fine on wasm; only
-    /// `SystemTime::now()` is not).
+    /// reading the clock with `SystemTime::now` is not).
     pub fn to_system_time(self) -> std::time::SystemTime {
         std::time::UNIX_EPOCH + Duration::from_millis(self.0)
     }

@@ -313,32 +313,7 @@ impl Layout {
         new_rvn: &str,
         wall: WallTime,
     ) -> UpdateItem {
-        let mut names = self.base_names();
-        names.remove("#sk");
-        names.insert("#updated".into(), attr::UPDATED.into());
-        let mut values: Item = [
-            (":rvn".to_owned(), AttributeValue::s(new_rvn)),
-            (":updated".to_owned(), AttributeValue::n(wall.as_millis())),
-        ]
-        .into();
-        let condition = self.held_condition(versions, owner, &mut values);
-        let mut update = "SET #rvn = :rvn, #updated = :updated".to_owned();
-        if let Some((k, v)) = self.ttl_value(wall) {
-            names.insert("#ttl".into(), k);
-            values.insert(":ttl".into(), v);
-            update.push_str(", #ttl = :ttl");
-        }
-        UpdateItem {
-            table_name: self.table.table_name.clone(),
-            key: self.key_item(),
-            update_expression: update,
-            condition_expression: Some(condition),
-            expression_attribute_names: names,
-            expression_attribute_values: values,
-            return_values_on_condition_check_failure: Some(ReturnOnConditionFailure::AllOld),
-            return_consumed_capacity: Some(TOTAL),
-            ..Default::default()
-        }
+        self.holder_update(versions, owner, new_rvn, wall, false)
     }
 
     /// Release without deleting: the item stays with lease 0 (free to anyone at once, the
@@ -350,18 +325,35 @@ impl Layout {
         new_rvn: &str,
         wall: WallTime,
     ) -> UpdateItem {
+        self.holder_update(versions, owner, new_rvn, wall, true)
+    }
+
+    /// A write by the holder: new version and time (and lease 0 when `release`), if the item
+    /// is still ours.
+    fn holder_update(
+        &self,
+        versions: &[String],
+        owner: &str,
+        new_rvn: &str,
+        wall: WallTime,
+        release: bool,
+    ) -> UpdateItem {
         let mut names = self.base_names();
         names.remove("#sk");
-        names.insert("#lease".into(), attr::LEASE.into());
         names.insert("#updated".into(), attr::UPDATED.into());
         let mut values: Item = [
             (":rvn".to_owned(), AttributeValue::s(new_rvn)),
-            (":zero".to_owned(), AttributeValue::n(0)),
             (":updated".to_owned(), AttributeValue::n(wall.as_millis())),
         ]
         .into();
         let condition = self.held_condition(versions, owner, &mut values);
-        let mut update = "SET #rvn = :rvn, #lease = :zero, #updated = :updated".to_owned();
+        let mut update = "SET #rvn = :rvn, ".to_owned();
+        if release {
+            names.insert("#lease".into(), attr::LEASE.into());
+            values.insert(":zero".into(), AttributeValue::n(0));
+            update.push_str("#lease = :zero, ");
+        }
+        update.push_str("#updated = :updated");
         if let Some((k, v)) = self.ttl_value(wall) {
             names.insert("#ttl".into(), k);
             values.insert(":ttl".into(), v);
