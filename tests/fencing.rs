@@ -138,23 +138,7 @@ async fn writes_guarded_by_the_lock_happen_only_while_it_is_held() {
     );
 
     // Someone else takes the item over.
-    a.call(&dynamodb::UpdateItem {
-        table_name: t.name().into(),
-        key: [
-            ("lockId".to_owned(), AttributeValue::s("k")),
-            ("lockGroup".to_owned(), AttributeValue::s("g")),
-        ]
-        .into(),
-        update_expression: "SET ownerName = :o, recordVersionNumber = :r".into(),
-        expression_attribute_values: [
-            (":o".to_owned(), AttributeValue::s("thief")),
-            (":r".to_owned(), AttributeValue::s("thief-version")),
-        ]
-        .into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    overwrite_holder(&a, "g", "k", "thief").await;
     // Before the next renewal notices, the guarded write is refused by DynamoDB itself.
     match lock.write_if_held(vec![data_put(t.name(), "two")]).await {
         Err(GuardedWriteError::NotHeld { holder: Some(h) }) => assert_eq!(h.owner, "thief"),

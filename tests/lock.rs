@@ -296,24 +296,7 @@ async fn a_stolen_lock_is_reported_lost() {
         .await
         .unwrap();
     // Another writer replaces the record (as a takeover by another client would).
-    let t = a.table();
-    a.call(&dynamodb::UpdateItem {
-        table_name: t.name().into(),
-        key: [
-            ("lockId".to_owned(), AttributeValue::s("k")),
-            ("lockGroup".to_owned(), AttributeValue::s("g")),
-        ]
-        .into(),
-        update_expression: "SET ownerName = :o, recordVersionNumber = :r".into(),
-        expression_attribute_values: [
-            (":o".to_owned(), AttributeValue::s("thief")),
-            (":r".to_owned(), AttributeValue::s("thief-version")),
-        ]
-        .into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    overwrite_holder(&a, "g", "k", "thief").await;
     let start = Instant::now();
     let reason = tokio::time::timeout(ms(2000), lock.lost())
         .await

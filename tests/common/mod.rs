@@ -89,3 +89,29 @@ pub async fn raw_item(c: &LockClient<TokioHost>, group: &str, id: &str) -> Optio
     .expect("get")
     .item
 }
+
+/// Replaces the holder of lock (group, id) with `owner` and a new version, as another
+/// client's takeover would.
+pub async fn overwrite_holder(c: &LockClient<TokioHost>, group: &str, id: &str, owner: &str) {
+    let t = c.table();
+    c.call(&dynamodb::UpdateItem {
+        table_name: t.name().into(),
+        key: [
+            (t.partition_key_name().to_owned(), AttributeValue::s(id)),
+            (t.sort_key_name().to_owned(), AttributeValue::s(group)),
+        ]
+        .into(),
+        update_expression: "SET ownerName = :o, recordVersionNumber = :r".into(),
+        expression_attribute_values: [
+            (":o".to_owned(), AttributeValue::s(owner)),
+            (
+                ":r".to_owned(),
+                AttributeValue::s(format!("{owner}-version")),
+            ),
+        ]
+        .into(),
+        ..Default::default()
+    })
+    .await
+    .expect("overwrite the holder");
+}
