@@ -86,7 +86,7 @@ impl Ts {
 
     /// No `name` event for `during`.
     async fn not_before(&mut self, name: &str, during: Duration) {
-        let r = tokio::time::timeout(during, self.event(name, during + ms(1))).await;
+        let r = tokio::time::timeout(during, self.event(name, during + ms(10_000))).await;
         assert!(
             r.is_err(),
             "TypeScript client got {name:?} too early: {r:?}"

@@ -1,4 +1,6 @@
-//! The lock against DynamoDB Local: the TypeScript client's feature set, done right.
+//! The lock against DynamoDB Local: the TypeScript client's feature set, done right. The
+//! scenarios every host runs (free lock, takeover, handoff, prolong, loss, try_lock) live in
+//! `tests/scenarios/mod.rs`.
 #![allow(clippy::disallowed_methods)] // Tests measure real elapsed time; the crate itself may not.
 
 mod common;
@@ -10,45 +12,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use ddb_lock::dynamodb::{self, AttributeValue};
 use ddb_lock::table::{CreateTableOptions, TableError};
-use ddb_lock::{
-    AcquireError, LockOptions, LockStatus, LossReason, ReleaseError, ReleaseOutcome, TableOptions,
-    TryLock,
-};
+use ddb_lock::{AcquireError, LockOptions, LossReason, ReleaseOutcome, TableOptions, TryLock};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_free_lock_costs_one_write_and_release_one_delete() {
-    let (_, c) = fresh("free").await;
-    let lock = c.lock("g", "free", &LockOptions::new()).await.unwrap();
-    let s = c.stats();
-    assert_eq!(s.put_item.requests, 1, "{s:?}");
-    assert_eq!(
-        s.requests() - s.other.requests,
-        1,
-        "one PutItem beside table setup: {s:?}"
-    );
-    assert_eq!(s.get_item.requests, 0);
-    assert!(lock.is_held());
-    let item = raw_item(&c, "g", "free").await.expect("item written");
-    assert_eq!(item["ownerName"].as_s(), Some(c.owner()));
-    assert_eq!(
-        item["recordVersionNumber"].as_s(),
-        Some(lock.record().rvn.as_str())
-    );
-    assert_eq!(item["leaseDurationInMs"].as_u64(), Some(20_000));
-    assert!(item["lastUpdatedTimeInMs"].as_u64().unwrap() > 1_600_000_000_000);
-    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
-    assert!(raw_item(&c, "g", "free").await.is_none());
-    let s = c.stats();
-    assert_eq!((s.delete_item.requests, s.put_item.requests), (1, 1));
-    assert!(matches!(
-        lock.status(),
-        LockStatus::Lost(LossReason::Released)
-    ));
-    assert!(s.capacity_units >= 2.0, "capacity counted: {s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,80 +44,6 @@ async fn invalid_input_is_rejected_before_any_request() {
         config(TableOptions::new().sort_key("ownerName")),
     );
     assert!(bad_table.is_err());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_holder_is_taken_over_after_its_lease_with_reads_not_writes() {
-    let (t, a) = fresh("takeover").await;
-    let b = client(&t);
-    let lease = ms(1200);
-    let opts = LockOptions::new()
-        .lease(lease)
-        .prolong(false)
-        .poll_interval(ms(100));
-    let dead = a.lock("g", "k", &opts).await.unwrap();
-    let start = Instant::now();
-    let lock = b.lock("g", "k", &opts).await.unwrap();
-    let waited = start.elapsed();
-    assert!(
-        waited >= lease,
-        "took over after {waited:?}, before the lease"
-    );
-    assert!(waited < lease + ms(1500), "took {waited:?}");
-    let s = b.stats();
-    assert_eq!(s.put_item.requests, 1, "{s:?}");
-    assert_eq!(s.update_item.requests, 1, "one takeover write: {s:?}");
-    assert!(s.get_item.requests >= 5, "waited by reading: {s:?}");
-    assert_eq!(
-        s.conditional_failures(),
-        1,
-        "only the first create failed: {s:?}"
-    );
-    assert!(matches!(
-        dead.status(),
-        LockStatus::Lost(LossReason::Expired { .. })
-    ));
-    // The dead holder can no longer release what is now b's lock.
-    assert!(matches!(
-        dead.release().await,
-        Err(ReleaseError::NotOwner { holder: Some(h) }) if h.owner == b.owner()
-    ));
-    assert_eq!(
-        raw_item(&a, "g", "k").await.unwrap()["recordVersionNumber"].as_s(),
-        Some(lock.record().rvn.as_str()),
-        "b's item untouched"
-    );
-    lock.release().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waiter_notices_a_release_within_the_poll_interval() {
-    let (t, a) = fresh("handoff").await;
-    let b = client(&t);
-    let held = a
-        .lock(
-            "g",
-            "k",
-            &LockOptions::new().lease(ms(10_000)).prolong_every(ms(2000)),
-        )
-        .await
-        .unwrap();
-    let release_at = Instant::now() + ms(500);
-    let releaser = tokio::spawn(async move {
-        tokio::time::sleep_until(release_at.into()).await;
-        held.release().await.unwrap();
-    });
-    let lock = b
-        .lock("g", "k", &LockOptions::new().poll_interval(ms(100)))
-        .await
-        .unwrap();
-    let gap = Instant::now().saturating_duration_since(release_at);
-    assert!(gap < ms(600), "handoff took {gap:?} after the release");
-    releaser.await.unwrap();
-    let s = b.stats();
-    assert_eq!(s.update_item.requests, 0, "no takeover: {s:?}");
-    assert_eq!(s.put_item.requests, 2, "{s:?}");
-    lock.release().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,41 +178,6 @@ async fn prolonging_keeps_a_lock_past_its_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stolen_lock_is_reported_lost() {
-    let (_, a) = fresh("stolen").await;
-    let lock = a
-        .lock(
-            "g",
-            "k",
-            &LockOptions::new().lease(ms(3000)).prolong_every(ms(200)),
-        )
-        .await
-        .unwrap();
-    // Another writer replaces the record (as a takeover by another client would).
-    overwrite_holder(&a, "g", "k", "thief").await;
-    let start = Instant::now();
-    let reason = tokio::time::timeout(ms(2000), lock.lost())
-        .await
-        .expect("loss noticed");
-    assert!(start.elapsed() < ms(600), "noticed at the next renewal");
-    match reason {
-        LossReason::Stolen { by: Some(r) } => assert_eq!(r.owner, "thief"),
-        other => panic!("{other:?}"),
-    }
-    assert!(!lock.is_held());
-    assert!(matches!(
-        lock.release().await,
-        Err(ReleaseError::AlreadyLost(_))
-    ));
-    assert_eq!(
-        raw_item(&a, "g", "k").await.unwrap()["ownerName"].as_s(),
-        Some("thief"),
-        "the thief's item is untouched"
-    );
-    assert_eq!(a.held_count(), 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unrenewed_lock_reports_expiry() {
     let (_, a) = fresh("expiry").await;
     let lock = a
@@ -405,29 +263,6 @@ async fn the_same_id_in_another_group_is_independent() {
     assert_eq!(b.stats().put_item.conditional_failures, 0);
     one.release().await.unwrap();
     two.release().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn try_lock_reports_the_holder_and_takes_over_after_a_watched_lease() {
-    let (t, a) = fresh("try").await;
-    let b = client(&t);
-    let opts = LockOptions::new().lease(ms(800)).prolong(false);
-    let _dead = a.lock("g", "k", &opts).await.unwrap();
-    let busy = match b.try_lock("g", "k", &opts).await.unwrap() {
-        TryLock::Held(busy) => busy,
-        TryLock::Acquired(_) => panic!("acquired a held lock"),
-    };
-    assert_eq!(busy.holder.owner, a.owner());
-    assert!(
-        busy.retry_after > ms(600) && busy.retry_after <= ms(800),
-        "{:?}",
-        busy.retry_after
-    );
-    tokio::time::sleep(busy.retry_after).await;
-    match b.try_lock("g", "k", &opts).await.unwrap() {
-        TryLock::Acquired(lock) => lock.release().await.unwrap(),
-        TryLock::Held(busy) => panic!("still held: {busy:?}"),
-    };
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,14 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use ddb_lock::dynamodb::{self, AttributeValue, Item, Scan};
+#[path = "../scenarios/mod.rs"]
+#[macro_use]
+#[allow(unused_macros, unreachable_pub)]
+mod scenarios;
+#[allow(unused_imports)] // Not every test file uses both.
+pub use scenarios::{overwrite_holder, raw_item};
+
+use ddb_lock::dynamodb::{Item, Scan};
 use ddb_lock::rt::TokioHost;
 use ddb_lock::table::CreateTableOptions;
 use ddb_lock::{ClientConfig, Credentials, LockClient, TableOptions};
@@ -69,49 +76,4 @@ pub async fn scan(c: &LockClient<TokioHost>) -> Vec<Item> {
             None => return items,
         }
     }
-}
-
-/// The raw item of lock (group, id).
-pub async fn raw_item(c: &LockClient<TokioHost>, group: &str, id: &str) -> Option<Item> {
-    let t = c.table();
-    let key: Item = [
-        (t.partition_key_name().to_owned(), AttributeValue::s(id)),
-        (t.sort_key_name().to_owned(), AttributeValue::s(group)),
-    ]
-    .into();
-    c.call(&dynamodb::GetItem {
-        table_name: t.name().to_owned(),
-        key,
-        consistent_read: true,
-        ..Default::default()
-    })
-    .await
-    .expect("get")
-    .item
-}
-
-/// Replaces the holder of lock (group, id) with `owner` and a new version, as another
-/// client's takeover would.
-pub async fn overwrite_holder(c: &LockClient<TokioHost>, group: &str, id: &str, owner: &str) {
-    let t = c.table();
-    c.call(&dynamodb::UpdateItem {
-        table_name: t.name().into(),
-        key: [
-            (t.partition_key_name().to_owned(), AttributeValue::s(id)),
-            (t.sort_key_name().to_owned(), AttributeValue::s(group)),
-        ]
-        .into(),
-        update_expression: "SET ownerName = :o, recordVersionNumber = :r".into(),
-        expression_attribute_values: [
-            (":o".to_owned(), AttributeValue::s(owner)),
-            (
-                ":r".to_owned(),
-                AttributeValue::s(format!("{owner}-version")),
-            ),
-        ]
-        .into(),
-        ..Default::default()
-    })
-    .await
-    .expect("overwrite the holder");
 }

@@ -136,12 +136,39 @@ pub async fn raw_item<H: Host>(c: &LockClient<H>, group: &str, id: &str) -> Opti
     .item
 }
 
+/// Replaces the holder of lock (group, id) with `owner` and a new version, as another
+/// client's takeover would.
+pub async fn overwrite_holder<H: Host>(c: &LockClient<H>, group: &str, id: &str, owner: &str) {
+    let t = c.table();
+    c.call(&dynamodb::UpdateItem {
+        table_name: t.name().into(),
+        key: [
+            (t.partition_key_name().to_owned(), AttributeValue::s(id)),
+            (t.sort_key_name().to_owned(), AttributeValue::s(group)),
+        ]
+        .into(),
+        update_expression: "SET ownerName = :o, recordVersionNumber = :r".into(),
+        expression_attribute_values: [
+            (":o".to_owned(), AttributeValue::s(owner)),
+            (
+                ":r".to_owned(),
+                AttributeValue::s(format!("{owner}-version")),
+            ),
+        ]
+        .into(),
+        ..Default::default()
+    })
+    .await
+    .expect("overwrite the holder");
+}
+
 pub async fn free_lock_costs_one_write_and_release_one_delete<H: Host>(env: &Env<H>) {
     let (_, c) = env.fresh("free").await;
     let lock = c.lock("g", "free", &LockOptions::new()).await.unwrap();
     let s = c.stats();
     assert_eq!(s.put_item.requests, 1, "{s:?}");
     assert_eq!(s.requests() - s.other.requests, 1, "one PutItem: {s:?}");
+    assert_eq!(s.get_item.requests, 0);
     assert!(lock.is_held());
     let item = raw_item(&c, "g", "free").await.expect("item written");
     assert_eq!(item["ownerName"].as_s(), Some(c.owner()));
@@ -154,11 +181,13 @@ pub async fn free_lock_costs_one_write_and_release_one_delete<H: Host>(env: &Env
     assert!(item["lastUpdatedTimeInMs"].as_u64().unwrap() > 1_600_000_000_000);
     assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
     assert!(raw_item(&c, "g", "free").await.is_none());
-    assert_eq!(c.stats().delete_item.requests, 1);
+    let s = c.stats();
+    assert_eq!((s.delete_item.requests, s.put_item.requests), (1, 1));
     assert!(matches!(
         lock.status(),
         LockStatus::Lost(LossReason::Released)
     ));
+    assert!(s.capacity_units >= 2.0, "capacity counted: {s:?}");
 }
 
 pub async fn held_lock_is_waited_for_and_taken_over_after_the_lease<H: Host>(env: &Env<H>) {
@@ -182,6 +211,11 @@ pub async fn held_lock_is_waited_for_and_taken_over_after_the_lease<H: Host>(env
     assert_eq!(s.put_item.requests, 1, "{s:?}");
     assert_eq!(s.update_item.requests, 1, "one takeover write: {s:?}");
     assert!(s.get_item.requests >= 5, "waited by reading: {s:?}");
+    assert_eq!(
+        s.conditional_failures(),
+        1,
+        "only the first create failed: {s:?}"
+    );
     assert!(matches!(
         dead.status(),
         LockStatus::Lost(LossReason::Expired { .. })
@@ -190,6 +224,11 @@ pub async fn held_lock_is_waited_for_and_taken_over_after_the_lease<H: Host>(env
         dead.release().await,
         Err(ReleaseError::NotOwner { holder: Some(h) }) if h.owner == b.owner()
     ));
+    assert_eq!(
+        raw_item(&a, "g", "k").await.unwrap()["recordVersionNumber"].as_s(),
+        Some(lock.record().rvn.as_str()),
+        "b's item untouched"
+    );
     lock.release().await.unwrap();
 }
 
@@ -219,6 +258,7 @@ pub async fn a_waiter_takes_the_lock_right_after_a_release<H: Host>(env: &Env<H>
     let s = b.stats();
     assert_eq!(s.update_item.requests, 0, "no takeover: {s:?}");
     assert_eq!(s.delete_item.requests, 0, "{s:?}");
+    assert_eq!(s.put_item.requests, 2, "{s:?}");
     lock.release().await.unwrap();
 }
 
@@ -257,24 +297,7 @@ pub async fn a_replaced_item_is_detected_as_lost<H: Host>(env: &Env<H>) {
         .await
         .unwrap();
     // Another writer replaces the record (as a takeover by another client would).
-    let t = a.table();
-    a.call(&dynamodb::UpdateItem {
-        table_name: t.name().into(),
-        key: [
-            ("lockId".to_owned(), AttributeValue::s("k")),
-            ("lockGroup".to_owned(), AttributeValue::s("g")),
-        ]
-        .into(),
-        update_expression: "SET ownerName = :o, recordVersionNumber = :r".into(),
-        expression_attribute_values: [
-            (":o".to_owned(), AttributeValue::s("thief")),
-            (":r".to_owned(), AttributeValue::s("thief-version")),
-        ]
-        .into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    overwrite_holder(&a, "g", "k", "thief").await;
     let start = env.now();
     let reason = env.within(ms(2000), lock.lost()).await;
     assert!(env.since(start) < ms(600), "noticed at the next renewal");
@@ -292,6 +315,7 @@ pub async fn a_replaced_item_is_detected_as_lost<H: Host>(env: &Env<H>) {
         Some("thief"),
         "the thief's item is untouched"
     );
+    assert_eq!(a.held_count(), 0);
 }
 
 pub async fn try_lock_returns_the_holder<H: Host>(env: &Env<H>) {
