@@ -36,6 +36,12 @@ pub enum Error {
         /// DynamoDB's message.
         message: String,
     },
+    /// Another transaction was in progress on the item (`TransactionConflictException`): the
+    /// request was **not applied**. Safe to retry after a pause.
+    TransactionConflict {
+        /// DynamoDB's message.
+        message: String,
+    },
     /// The table (or index) does not exist: `ResourceNotFoundException`.
     NotFound {
         /// DynamoDB's message.
@@ -142,6 +148,7 @@ impl Error {
         match self {
             Error::ConditionalCheckFailed { .. } => "ConditionalCheckFailedException",
             Error::TransactionCanceled { .. } => "TransactionCanceledException",
+            Error::TransactionConflict { .. } => "TransactionConflictException",
             Error::NotFound { .. } => "ResourceNotFoundException",
             Error::Validation { .. } => "ValidationException",
             Error::Throttled { code, .. }
@@ -162,10 +169,14 @@ impl Error {
         )
     }
 
-    /// True when the same request may succeed if sent again later (throttling, 5xx,
-    /// transport errors). Conditional failures and invalid requests are not retryable.
+    /// True when the same request may succeed if sent again later (throttling, a conflicting
+    /// transaction, 5xx, transport errors). Conditional failures and invalid requests are not
+    /// retryable.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Throttled { .. }) || self.is_ambiguous()
+        matches!(
+            self,
+            Error::Throttled { .. } | Error::TransactionConflict { .. }
+        ) || self.is_ambiguous()
     }
 
     /// Decodes an error response (any non-200 status).
@@ -212,6 +223,7 @@ impl Error {
             "ProvisionedThroughputExceededException"
             | "ThrottlingException"
             | "RequestLimitExceeded" => Error::Throttled { code, message },
+            "TransactionConflictException" => Error::TransactionConflict { message },
             "ResourceNotFoundException" => Error::NotFound { message },
             "ValidationException" | "SerializationException" => Error::Validation { message },
             "UnrecognizedClientException"
@@ -264,6 +276,9 @@ impl fmt::Display for Error {
                 write!(f, "transaction cancelled: {message}")
             }
             Error::Throttled { code, message } => write!(f, "throttled ({code}): {message}"),
+            Error::TransactionConflict { message } => {
+                write!(f, "conflicting transaction in progress: {message}")
+            }
             Error::NotFound { message } => write!(f, "not found: {message}"),
             Error::Validation { message } => write!(f, "validation error: {message}"),
             Error::Access { code, message } => write!(f, "access refused ({code}): {message}"),
@@ -335,6 +350,13 @@ mod tests {
             err(400, r#"{"__type":"x#ResourceInUseException","message":"exists"}"#),
             Error::Service { code, .. } if code == "ResourceInUseException"
         ));
+        // A write that met another transaction on its item was not applied: retry it.
+        let e = err(
+            400,
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionConflictException","message":"Transaction is ongoing for the item"}"#,
+        );
+        assert!(matches!(e, Error::TransactionConflict { .. }), "{e:?}");
+        assert!(e.is_retryable() && !e.is_ambiguous());
         let e = err(500, r#"{"__type":"x#InternalServerError"}"#);
         assert!(matches!(e, Error::Server { status: 500, .. }) && e.is_ambiguous());
     }
