@@ -67,6 +67,7 @@ fn diff(after: &Stats, before: &Stats) -> Stats {
         throttled: after.throttled - before.throttled,
         errors: after.errors - before.errors,
         capacity_units: after.capacity_units - before.capacity_units,
+        unexpected_responses: after.unexpected_responses - before.unexpected_responses,
     }
 }
 

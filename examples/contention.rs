@@ -353,6 +353,7 @@ fn sum(a: &Stats, b: &Stats) -> Stats {
         throttled: a.throttled + b.throttled,
         errors: a.errors + b.errors,
         capacity_units: a.capacity_units + b.capacity_units,
+        unexpected_responses: a.unexpected_responses + b.unexpected_responses,
     }
 }
 

@@ -69,12 +69,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     &lock.record().rvn[..8]
                 );
                 if w == 0 && !crashed && held == 1 {
-                    // Crash: dropping the handle stops renewals and releases nothing, as a
-                    // dead process would. A waiter takes over once it has seen the same
-                    // record version for a whole lease.
+                    // Crash: abandoning the handle stops renewals and releases nothing, as a
+                    // dead process would (dropping it would release it in the background).
+                    // A waiter takes over once it has seen the same record version for a
+                    // whole lease.
                     crashed = true;
                     println!("{:>6.2}s  worker {w} CRASHES holding the lock", secs(start));
-                    drop(lock);
+                    lock.abandon();
                     tokio::time::sleep(Duration::from_secs(3)).await;
                     println!("{:>6.2}s  worker {w} restarts", secs(start));
                     continue;

@@ -14,9 +14,11 @@ mod stats;
 pub mod table;
 pub mod time;
 
-pub use client::{GuardedWriteError, Lock, LockClient, LockStatus, TryLock};
+pub use client::{Events, GuardedWriteError, Lock, LockClient, LockStatus, TryLock, WithLockError};
 pub use config::{ClientConfig, ConfigError, CredentialsError, CredentialsProvider};
-pub use core::{AcquireError, Busy, LockKey, LockRecord, LossReason, ReleaseError, ReleaseOutcome};
+pub use core::{
+    AcquireError, Busy, LockEvent, LockKey, LockRecord, LossReason, ReleaseError, ReleaseOutcome,
+};
 pub use dynamodb::Credentials;
 pub use options::{InvalidInput, LockOptions, TableOptions};
 pub use stats::{OpStats, Stats};

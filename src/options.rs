@@ -170,12 +170,13 @@ impl TableOptions {
 }
 
 /// Options of one acquisition. Defaults follow the TypeScript client: lease 20 s, prolong
-/// on every 5 s, `trust_local_time` off, no retry limit, no additional attributes.
+/// on every 5 s (a quarter of the lease when that is less), `trust_local_time` off, no retry
+/// limit, no additional attributes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LockOptions {
     pub(crate) lease: Duration,
     pub(crate) prolong: bool,
-    pub(crate) prolong_every: Duration,
+    pub(crate) prolong_every: Option<Duration>,
     pub(crate) trust_local_time: bool,
     pub(crate) wait_duration: Option<Duration>,
     pub(crate) max_clock_skew: Option<Duration>,
@@ -192,7 +193,7 @@ impl Default for LockOptions {
         LockOptions {
             lease: Duration::from_secs(20),
             prolong: true,
-            prolong_every: Duration::from_secs(5),
+            prolong_every: None,
             trust_local_time: false,
             wait_duration: None,
             max_clock_skew: None,
@@ -221,9 +222,10 @@ impl LockOptions {
         self.prolong = on;
         self
     }
-    /// Renewal period (`prolongEveryMs`, default 5 s); must be under half the lease.
+    /// Renewal period (`prolongEveryMs`; default 5 s, or a quarter of the lease when that is
+    /// less). Must be under half the lease, and with the safety margin under the lease.
     pub fn prolong_every(mut self, every: Duration) -> Self {
-        self.prolong_every = every;
+        self.prolong_every = Some(every);
         self
     }
     /// Take over a lock whose stored `lastUpdatedTimeInMs + leaseDurationInMs` (plus
@@ -300,6 +302,36 @@ impl LockOptions {
         self.safety_margin.unwrap_or(self.lease / 10)
     }
 
+    /// The renewal period: as set, or 5 s, or a quarter of the lease when that is less.
+    pub fn renewal_period(&self) -> Duration {
+        self.prolong_every
+            .unwrap_or_else(|| (self.lease / 4).min(Duration::from_secs(5)))
+    }
+
+    /// Checks the options against the table's: DynamoDB may delete an item once its TTL
+    /// attribute is past, so the TTL must outlast the lease (by at least a second for TTL's
+    /// whole seconds, and by the clock skew this host may have: `max_clock_skew`, at least 1 s).
+    pub fn validate_for(&self, table: &TableOptions) -> Result<(), InvalidInput> {
+        self.validate()?;
+        if table.ttl_key.is_some() {
+            let skew = self
+                .max_clock_skew
+                .unwrap_or_default()
+                .max(Duration::from_secs(1));
+            let least = self.lease + Duration::from_secs(1) + skew;
+            if table.ttl < least {
+                return Err(InvalidInput::new(
+                    "ttl",
+                    format!(
+                        "the table's TTL ({:?}) must be at least the lease ({:?}) plus 1 s plus the clock skew ({skew:?}): {least:?}; DynamoDB may delete an item once its TTL is past",
+                        table.ttl, self.lease
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the options; nothing is sent when they are invalid.
     pub fn validate(&self) -> Result<(), InvalidInput> {
         if self.lease < Duration::from_millis(1) {
@@ -308,25 +340,36 @@ impl LockOptions {
         if self.lease > Duration::from_secs(365 * 24 * 3600) {
             return Err(InvalidInput::new("lease", "must be at most a year"));
         }
-        if self.prolong {
-            if self.prolong_every.is_zero() {
-                return Err(InvalidInput::new("prolong_every", "must be positive"));
-            }
-            if self.prolong_every >= self.lease / 2 {
-                return Err(InvalidInput::new(
-                    "prolong_every",
-                    format!(
-                        "{:?} must be less than half the lease ({:?})",
-                        self.prolong_every, self.lease
-                    ),
-                ));
-            }
-        }
         if self.margin() >= self.lease {
             return Err(InvalidInput::new(
                 "safety_margin",
                 "must be less than the lease",
             ));
+        }
+        if self.prolong {
+            let every = self.renewal_period();
+            if every.is_zero() {
+                return Err(InvalidInput::new("prolong_every", "must be positive"));
+            }
+            if every >= self.lease / 2 {
+                return Err(InvalidInput::new(
+                    "prolong_every",
+                    format!(
+                        "{every:?} must be less than half the lease ({:?})",
+                        self.lease
+                    ),
+                ));
+            }
+            if every + self.margin() >= self.lease {
+                return Err(InvalidInput::new(
+                    "prolong_every",
+                    format!(
+                        "{every:?} plus the safety margin ({:?}) must be less than the lease ({:?}): every lock would expire before its first renewal",
+                        self.margin(),
+                        self.lease
+                    ),
+                ));
+            }
         }
         if self.trust_local_time {
             match self.wait_duration {
@@ -452,7 +495,7 @@ mod tests {
         let o = LockOptions::default();
         assert_eq!(o.lease, Duration::from_secs(20));
         assert!(o.prolong);
-        assert_eq!(o.prolong_every, Duration::from_secs(5));
+        assert_eq!(o.renewal_period(), Duration::from_secs(5));
         assert!(!o.trust_local_time && o.max_retry_count.is_none());
         assert!(o.validate().is_ok());
         let t = TableOptions::default();

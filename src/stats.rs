@@ -34,6 +34,9 @@ pub struct Stats {
     pub errors: u64,
     /// Capacity units DynamoDB reported as consumed by successful requests.
     pub capacity_units: f64,
+    /// Answers the client had no request in flight for (a bug in the driver, if ever
+    /// non-zero; the answer is ignored).
+    pub unexpected_responses: u64,
 }
 
 impl Stats {
@@ -81,6 +84,7 @@ pub(crate) struct Counters {
     errors: AtomicU64,
     /// Capacity in thousandths of a unit.
     milli_units: AtomicU64,
+    unexpected: AtomicU64,
 }
 
 impl Counters {
@@ -94,6 +98,9 @@ impl Counters {
         };
         op.requests.fetch_add(1, Relaxed);
         match result {
+            Err(dynamodb::Error::TransactionConflict { .. }) => {
+                self.throttled.fetch_add(1, Relaxed);
+            }
             Ok(out) => {
                 let milli = (O::capacity(out) * 1000.0).round();
                 if milli.is_finite() && milli > 0.0 {
@@ -112,6 +119,10 @@ impl Counters {
         }
     }
 
+    pub(crate) fn unexpected_response(&self) {
+        self.unexpected.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
             put_item: self.put.get(),
@@ -122,6 +133,7 @@ impl Counters {
             throttled: self.throttled.load(Relaxed),
             errors: self.errors.load(Relaxed),
             capacity_units: self.milli_units.load(Relaxed) as f64 / 1000.0,
+            unexpected_responses: self.unexpected.load(Relaxed),
         }
     }
 }

@@ -36,7 +36,7 @@ async fn tokens_increase_across_release_takeover_and_deletion() {
     // Re-created after a delete: from the creator's clock.
     let l = b.lock("g", "k", &short).await.unwrap();
     tokens.push(l.fencing_token().unwrap());
-    drop(l); // b dies holding it
+    l.abandon(); // b dies holding it
 
     // Taken over: +1 in the same write.
     let l = a.lock("g", "k", &short).await.unwrap();
@@ -45,7 +45,7 @@ async fn tokens_increase_across_release_takeover_and_deletion() {
         raw_item(&a, "g", "k").await.unwrap()["fencingToken"].as_u64(),
         l.fencing_token()
     );
-    drop(l);
+    l.abandon(); // as if this process had crashed
 
     // The item vanishes (as by TTL) while abandoned.
     let key: Item = [

@@ -1,12 +1,13 @@
-//! Keeping a lock: [`Held`].
+//! Keeping a lock: renewals, loss, release ([`Held`], driven by the
+//! [`LockMachine`](super::LockMachine)).
 
 use std::fmt;
 use std::time::Duration;
 
-use super::acquire::Acquired;
+use super::acquire::{Acquired, validity_left};
 use super::record::{Layout, LockRecord};
-use super::{Backoff, Outcome, Request, Response, Rng, Step};
-use crate::dynamodb;
+use super::{Backoff, Outcome, Request, Response, Rng};
+use crate::dynamodb::{self, transact_write_items::TransactItem};
 use crate::options::LockOptions;
 use crate::time::{Instant, Now, WallTime};
 
@@ -25,7 +26,8 @@ pub enum LossReason {
     /// The item was deleted by someone else (or by TTL).
     Deleted,
     /// No renewal succeeded before the lease minus the safety margin ran out (or renewal
-    /// was off). `last_error` is why renewals failed, if they did.
+    /// was off), by the monotonic clock or by the wall clock since the last confirmed write
+    /// (a process that was suspended). `last_error` is why renewals failed, if they did.
     Expired {
         /// The last renewal error.
         last_error: Option<dynamodb::Error>,
@@ -38,7 +40,7 @@ impl fmt::Display for LossReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LossReason::Stolen { by } => {
-                write!(f, "stolen by {:?}", by.as_ref().map(|r| r.owner.as_str()))
+                write!(f, "stolen by {}", super::acquire::holder_name(by.as_ref()))
             }
             LossReason::Deleted => f.write_str("the lock item was deleted by someone else"),
             LossReason::Expired { last_error: None } => f.write_str("the lease expired"),
@@ -53,7 +55,7 @@ impl fmt::Display for LossReason {
 /// How a release ended when it did not fail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReleaseOutcome {
-    /// Our item was deleted.
+    /// Our item was deleted (or marked released).
     Released,
     /// There was no item any more (deleted by TTL or someone else); nothing was changed.
     AlreadyGone,
@@ -68,9 +70,11 @@ pub enum ReleaseError {
         /// The current holder, if its item could be read.
         holder: Option<LockRecord>,
     },
-    /// The lock was already lost (or released) before.
+    /// The lock was already lost before the release was asked for (the client had reported
+    /// it, or would have: its lease had run out). An expired lock's item is still deleted if
+    /// it carries our version, so others need not wait.
     AlreadyLost(LossReason),
-    /// The delete could not be confirmed; the lock will expire with its lease.
+    /// The delete could not be confirmed before the lease ran out; the lock expires with it.
     Unconfirmed(dynamodb::Error),
     /// DynamoDB refused the delete.
     Dynamo(dynamodb::Error),
@@ -81,8 +85,8 @@ impl fmt::Display for ReleaseError {
         match self {
             ReleaseError::NotOwner { holder } => write!(
                 f,
-                "not released: the lock is held by {:?}",
-                holder.as_ref().map(|r| r.owner.as_str())
+                "not released: the lock is held by {}",
+                super::acquire::holder_name(holder.as_ref())
             ),
             ReleaseError::AlreadyLost(r) => write!(f, "not released: already lost ({r})"),
             ReleaseError::Unconfirmed(e) => {
@@ -95,228 +99,306 @@ impl fmt::Display for ReleaseError {
 
 impl std::error::Error for ReleaseError {}
 
-/// What the renewal side of a [`Held`] wants next.
-pub type HeldStep = Step<LossReason>;
-/// What the release side of a [`Held`] wants next.
-pub type ReleaseStep = Step<Result<ReleaseOutcome, ReleaseError>>;
-
-#[derive(Clone, Debug)]
-enum Flight {
-    Renew {
-        rvn: String,
-        sent: Instant,
-        wall: WallTime,
-    },
-    Release,
+/// A change of a held lock's state, in the order they happen.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum LockEvent {
+    /// A renewal was confirmed.
+    Renewed,
+    /// A renewal failed (throttled, unreachable): the lock is still held, for now.
+    RenewalFailing(dynamodb::Error),
+    /// A renewal was confirmed after renewals had failed.
+    Recovered,
+    /// The lock is lost (final).
+    Lost(LossReason),
 }
 
-/// A held lock's state machine.
-///
-/// Keeping a lock: renewals, loss, release.
+/// What a part of a [`Held`] wants next.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Want {
+    /// Send this request.
+    Send(Request),
+    /// Nothing before this monotonic instant.
+    Sleep(Instant),
+    /// Nothing until an input (an answer, a command).
+    Idle,
+}
+
+#[derive(Clone, Debug)]
+struct Renewal {
+    rvn: String,
+    sent: Instant,
+    wall: WallTime,
+}
+
+#[derive(Debug)]
+struct Release {
+    in_flight: bool,
+    next_at: Instant,
+    /// An attempt's outcome was unknown: a later "no item" may be our own delete.
+    ambiguous: bool,
+    /// Versions written by releases that keep the item (any of them may be current).
+    marks: Vec<String>,
+    /// The loss the client had reported (or would have) when the release was asked for.
+    lost_before: Option<LossReason>,
+    backoff: Backoff,
+    result: Option<Result<ReleaseOutcome, ReleaseError>>,
+}
+
+/// A held lock: renewals, loss detection, release.
 ///
 /// The holder counts its lease from *before sending* the write that made its record version
 /// current, and stops counting the lock as held a safety margin before the lease ends, so a
 /// waiter (who counts from *after receiving* that version) cannot take over while the holder
 /// still believes it holds the lock, as long as the two monotonic clocks drift apart by less
-/// than the margin over one lease.
+/// than the margin over one lease. The wall clock since that write bounds it too: a process
+/// suspended with its monotonic clock stopped wakes up knowing its lease ran out.
 ///
 /// A renewal whose outcome is unknown (timeout, transport error, 5xx) is neither assumed
 /// failed nor assumed applied: its new version joins the set of versions that may be current,
 /// and the next renewal (or the release) is conditioned on `recordVersionNumber IN (that set)`.
-/// The lease still counts from the last *confirmed* write. Throttled renewals are retried with
-/// backoff until the lease minus the margin runs out; only then is the lock reported lost
-/// (`Expired`). A renewal refused because another owner's version is there reports `Stolen`.
+/// The lease still counts from the last *confirmed* write. Each renewal's timeout is at most
+/// half the validity left, so a hung renewal leaves time for another. Throttled renewals are
+/// retried with backoff until the lease minus the margin runs out; only then is the lock
+/// reported lost (`Expired`). A renewal refused because another owner's version is there
+/// reports `Stolen`.
+///
+/// A release may go out while a renewal is in flight: it names that renewal's version too.
+/// It is retried with backoff while the item could still block others (until the lease
+/// runs out).
 #[derive(Debug)]
-pub struct Held {
+pub(crate) struct Held {
     layout: Layout,
     record: LockRecord,
     lease_start: Instant,
+    lease_start_wall: WallTime,
     margin: Duration,
     prolong_every: Option<Duration>,
     uncertain: Vec<String>,
     next_renew: Instant,
-    in_flight: Option<Flight>,
+    renewing: Option<Renewal>,
     lost: Option<LossReason>,
     last_error: Option<dynamodb::Error>,
-    releasing: bool,
     /// The version the next renewal will write, drawn ahead so `still_held` can name it.
     next_rvn: String,
     keep_item: bool,
-    abandoned: bool,
-    release_ambiguous: bool,
-    release_attempts: u32,
-    release_next: Instant,
-    release_result: Option<Result<ReleaseOutcome, ReleaseError>>,
+    release: Option<Release>,
     backoff: Backoff,
     rng: Rng,
+    events: Vec<LockEvent>,
 }
 
 impl Held {
     /// The lock just acquired, with the options it was acquired with.
-    pub fn new(layout: Layout, acquired: Acquired, opts: &LockOptions, mut rng: Rng) -> Self {
-        let prolong_every = opts.prolong.then_some(opts.prolong_every);
+    pub(crate) fn new(
+        layout: Layout,
+        acquired: Acquired,
+        opts: &LockOptions,
+        mut rng: Rng,
+    ) -> Self {
+        let every = opts.renewal_period();
         Held {
             next_rvn: rng.uuid(),
             layout,
-            next_renew: acquired.lease_start + opts.prolong_every,
+            next_renew: acquired.lease_start + every,
             lease_start: acquired.lease_start,
+            lease_start_wall: acquired.lease_start_wall,
             record: acquired.record,
             margin: opts.margin(),
-            prolong_every,
+            prolong_every: opts.prolong.then_some(every),
             uncertain: Vec::new(),
-            in_flight: None,
+            renewing: None,
             lost: None,
             last_error: None,
-            releasing: false,
             keep_item: opts.keep_item_on_release,
-            abandoned: false,
-            release_ambiguous: false,
-            release_attempts: 0,
-            release_next: Instant::ZERO,
-            release_result: None,
+            release: None,
             backoff: Backoff::new(
                 Duration::from_millis(20),
-                (opts.prolong_every / 4).max(Duration::from_millis(20)),
+                (every / 4).max(Duration::from_millis(20)),
             ),
             rng,
+            events: Vec::new(),
         }
+    }
+
+    /// The item an unfinished acquisition may have left: versions `versions` (the newest
+    /// last), its first write sent at `(sent, wall)`. Releasing it deletes (or marks
+    /// released) whichever of them is current.
+    pub(crate) fn leftover(
+        layout: Layout,
+        owner: String,
+        versions: Vec<String>,
+        sent: (Instant, WallTime),
+        opts: &LockOptions,
+        rng: Rng,
+        now: Now,
+    ) -> Self {
+        let mut versions = versions;
+        let rvn = versions.pop().unwrap_or_default();
+        let acquired = Acquired {
+            record: LockRecord {
+                owner,
+                rvn,
+                lease: opts.lease,
+                last_updated: sent.1,
+                additional: opts.additional_attributes.clone(),
+                fence: None,
+            },
+            lease_start: sent.0,
+            lease_start_wall: sent.1,
+        };
+        let mut held = Held::new(layout, acquired, &opts.clone().prolong(false), rng);
+        held.uncertain = versions;
+        held.uncertain.truncate(MAX_UNCERTAIN);
+        held.begin_release(now);
+        // Not a lock anyone was told they held: nothing was lost before.
+        if let Some(r) = &mut held.release {
+            r.lost_before = None;
+        }
+        held.events.clear();
+        held
     }
 
     /// Our record as last confirmed.
-    pub fn record(&self) -> &LockRecord {
+    pub(crate) fn record(&self) -> &LockRecord {
         &self.record
     }
 
-    /// The layout (table and key).
-    pub fn layout(&self) -> &Layout {
-        &self.layout
+    /// Conservative time left by both clocks; zero when lost.
+    pub(crate) fn remaining(&self, now: Now) -> Duration {
+        if self.lost.is_some() || self.release.is_some() {
+            return Duration::ZERO;
+        }
+        validity_left(
+            now,
+            self.lease_start,
+            self.lease_start_wall,
+            self.record.lease.saturating_sub(self.margin),
+        )
     }
 
-    /// Until when the lock counts as held: the last confirmed write's send time plus the
-    /// lease, minus the safety margin.
-    pub fn valid_until(&self) -> Instant {
-        (self.lease_start + self.record.lease).saturating_sub(self.margin)
-    }
-
-    /// Why the lock is lost, if it is (`Expired` once `now` passes [`valid_until`](Self::valid_until)).
-    pub fn lost(&self, now: Instant) -> Option<LossReason> {
+    /// Why the lock is lost, if it is (`Expired` once its validity ran out by either clock).
+    pub(crate) fn lost(&self, now: Now) -> Option<LossReason> {
         if let Some(r) = &self.lost {
             return Some(r.clone());
         }
-        (now >= self.valid_until()).then(|| LossReason::Expired {
+        if matches!(&self.release, Some(r) if matches!(r.result, Some(Ok(_)))) {
+            return Some(LossReason::Released);
+        }
+        self.time_lost(now)
+    }
+
+    fn time_lost(&self, now: Now) -> Option<LossReason> {
+        let left = validity_left(
+            now,
+            self.lease_start,
+            self.lease_start_wall,
+            self.record.lease.saturating_sub(self.margin),
+        );
+        left.is_zero().then(|| LossReason::Expired {
             last_error: self.last_error.clone(),
         })
     }
 
-    /// Conservative time left: zero when lost.
-    pub fn remaining(&self, now: Instant) -> Duration {
-        if self.lost(now).is_some() {
-            Duration::ZERO
-        } else {
-            self.valid_until() - now
-        }
-    }
-
     /// The last renewal error while the lock is still held: DynamoDB unreachable or
     /// throttled, which is not (yet) a loss.
-    pub fn renewal_error(&self) -> Option<&dynamodb::Error> {
+    pub(crate) fn renewal_error(&self) -> Option<&dynamodb::Error> {
         self.last_error.as_ref()
     }
 
+    /// Whether a release was asked for.
+    pub(crate) fn releasing(&self) -> bool {
+        self.release.is_some()
+    }
+
+    /// Events since the last call.
+    pub(crate) fn take_events(&mut self) -> Vec<LockEvent> {
+        std::mem::take(&mut self.events)
+    }
+
     /// A transaction action that holds only while this lock is ours (any version that may
-    /// be current). `None` when the lock is known lost or released.
-    pub fn still_held(
-        &self,
-        now: Instant,
-    ) -> Option<crate::dynamodb::transact_write_items::TransactItem> {
-        if self.lost(now).is_some() || self.releasing {
+    /// be current). `None` when the lock is lost or being released.
+    pub(crate) fn still_held(&self, now: Now) -> Option<TransactItem> {
+        if self.lost(now).is_some() || self.release.is_some() {
             return None;
         }
         // A renewal may land while the caller's transaction is on its way: name the version
         // in flight and the one the next renewal will write, both ours.
         let mut versions = self.versions();
-        if let Some(Flight::Renew { rvn, .. }) = &self.in_flight {
-            versions.push(rvn.clone());
-        }
         versions.push(self.next_rvn.clone());
         Some(self.layout.still_held(&versions, &self.record.owner))
     }
 
-    /// Whether a request of this lock is in flight.
-    pub fn busy(&self) -> bool {
-        self.in_flight.is_some()
-    }
-
+    /// Every version of ours that may be current: the confirmed one, those of unknown
+    /// outcome, the renewal in flight, and marks of releases that keep the item.
     fn versions(&self) -> Vec<String> {
-        let mut v = Vec::with_capacity(1 + self.uncertain.len());
+        let mut v = Vec::with_capacity(2 + self.uncertain.len());
         v.push(self.record.rvn.clone());
         v.extend(self.uncertain.iter().cloned());
+        if let Some(r) = &self.renewing {
+            v.push(r.rvn.clone());
+        }
+        if let Some(r) = &self.release {
+            v.extend(r.marks.iter().cloned());
+        }
         v
     }
 
-    /// Stops renewing without releasing (the handle was dropped): the item stays and
-    /// expires with its lease.
-    pub fn abandon(&mut self) {
-        self.abandoned = true;
+    fn lose(&mut self, reason: LossReason) {
+        if self.lost.is_none() && self.release.is_none() {
+            self.events.push(LockEvent::Lost(reason.clone()));
+        }
+        self.lost = Some(reason);
     }
 
-    /// Whether a release has begun.
-    pub fn releasing(&self) -> bool {
-        self.releasing
-    }
-
-    /// Renewal: what to do next. `Done` when renewals are over (lost, released, abandoned).
-    pub fn poll_renew(&mut self, now: Now) -> HeldStep {
-        if self.releasing {
-            return Step::Done(LossReason::Released);
+    /// Renewals: what to do next. `Idle` once they are over (lost, releasing, off).
+    pub(crate) fn poll_renew(&mut self, now: Now) -> Want {
+        if self.lost.is_some() || self.release.is_some() {
+            return Want::Idle;
         }
-        if self.abandoned && self.in_flight.is_none() {
-            return Step::Done(LossReason::Expired { last_error: None });
+        if let Some(reason) = self.time_lost(now) {
+            self.lose(reason);
+            return Want::Idle;
         }
-        if let Some(reason) = self.lost(now.mono) {
-            self.lost = Some(reason.clone());
-            return Step::Done(reason);
+        // When the lock expires if nothing changes, on the monotonic clock (the wall-clock
+        // bound mapped onto it as of now).
+        let expiry = now.mono + self.remaining(now);
+        if self.renewing.is_some() {
+            return Want::Sleep(expiry);
         }
-        if self.in_flight.is_some() {
-            return Step::AwaitResponse;
-        }
-        let Some(_) = self.prolong_every else {
-            return Step::Sleep(self.valid_until());
+        let Some(every) = self.prolong_every else {
+            return Want::Sleep(expiry);
         };
         if now.mono < self.next_renew {
-            return Step::Sleep(self.next_renew.min(self.valid_until()));
+            return Want::Sleep(self.next_renew.min(expiry));
         }
         let rvn = std::mem::replace(&mut self.next_rvn, self.rng.uuid());
         let request = self
             .layout
             .renew(&self.versions(), &self.record.owner, &rvn, now.wall);
-        self.in_flight = Some(Flight::Renew {
+        self.renewing = Some(Renewal {
             rvn,
             sent: now.mono,
             wall: now.wall,
         });
-        Step::Send(Request::Update(request))
+        // (Without an answer, the next renewal waits for this one's timeout.)
+        self.next_renew = now.mono + every;
+        Want::Send(Request::Update(request))
     }
 
-    /// Feeds the outcome of a request this machine asked for (renewal or release).
-    pub fn handle(&mut self, now: Now, outcome: Outcome) {
-        match self.in_flight.take() {
-            Some(Flight::Renew { rvn, sent, wall }) => {
-                self.handle_renew(now, rvn, sent, wall, outcome)
-            }
-            Some(Flight::Release) => self.handle_release(now, outcome),
-            None => {}
-        }
+    /// The timeout of a renewal sent at `now`: at most half the validity left, so that a
+    /// hung renewal leaves time for another before the lock would expire.
+    pub(crate) fn renewal_timeout(&self, now: Now, request_timeout: Duration) -> Duration {
+        (self.remaining(now) / 2)
+            .min(request_timeout)
+            .max(Duration::from_millis(1))
     }
 
-    fn handle_renew(
-        &mut self,
-        now: Now,
-        rvn: String,
-        sent: Instant,
-        wall: WallTime,
-        outcome: Outcome,
-    ) {
+    /// Feeds the outcome of the renewal in flight.
+    pub(crate) fn handle_renew(&mut self, now: Now, outcome: Outcome) {
+        let Some(Renewal { rvn, sent, wall }) = self.renewing.take() else {
+            return;
+        };
         // A refusal that shows our own new version means the renewal did apply: a duplicate
         // of the request, refused after the first copy landed, was answered first.
         let applied = match &outcome {
@@ -332,37 +414,47 @@ impl Held {
             self.record.rvn = rvn;
             self.record.last_updated = wall;
             self.uncertain.clear();
-            if now.mono >= self.valid_until() {
+            if self.lost.is_some() || self.release.is_some() {
+                return;
+            }
+            if let Some(reason) = self.time_lost(now) {
                 // Too late: the lock already counted as lost (and may have been reported so).
                 // Loss is final; the item expires with its lease.
-                self.lost = Some(LossReason::Expired {
-                    last_error: self.last_error.clone(),
-                });
+                self.lose(reason);
                 return;
             }
             self.lease_start = sent;
-            self.last_error = None;
+            self.lease_start_wall = wall;
+            self.events.push(if self.last_error.take().is_some() {
+                LockEvent::Recovered
+            } else {
+                LockEvent::Renewed
+            });
             self.backoff.reset();
             self.next_renew = sent + self.prolong_every.unwrap_or(self.record.lease);
             return;
         }
         match outcome {
             Err(dynamodb::Error::ConditionalCheckFailed { item }) => {
-                self.lost = Some(self.loss_from(item));
+                // While releasing, our own delete may have gone first: the release decides.
+                if self.release.is_none() {
+                    self.lose(loss_from(item));
+                }
             }
             Err(e) => {
                 // Even a throttled answer may have a twin that landed (a transport that
                 // duplicates requests): keep every unconfirmed version as possibly current.
-                if !self.uncertain.contains(&rvn) {
-                    if self.uncertain.len() == MAX_UNCERTAIN {
-                        self.uncertain.remove(0);
+                self.add_uncertain(rvn);
+                if self.lost.is_none() && self.release.is_none() {
+                    if self.last_error.is_none() {
+                        self.events.push(LockEvent::RenewalFailing(e.clone()));
                     }
-                    self.uncertain.push(rvn);
+                    self.last_error = Some(e);
+                    self.next_renew = now.mono + self.backoff.next(&mut self.rng);
                 }
-                self.last_error = Some(e);
-                self.next_renew = now.mono + self.backoff.next(&mut self.rng);
             }
             Ok(other) => {
+                self.add_uncertain(rvn);
                 self.last_error = Some(dynamodb::Error::Malformed {
                     status: 200,
                     reason: format!("unexpected response kind {other:?}"),
@@ -372,63 +464,94 @@ impl Held {
         }
     }
 
-    fn loss_from(&self, item: Option<dynamodb::Item>) -> LossReason {
-        match item {
-            None => LossReason::Deleted,
-            Some(item) => LossReason::Stolen {
-                by: LockRecord::from_item(&item).ok(),
-            },
-        }
-    }
-
-    /// Starts releasing: renewals stop.
-    pub fn begin_release(&mut self) {
-        self.releasing = true;
-    }
-
-    /// Release: what to do next.
-    pub fn poll_release(&mut self, now: Now) -> ReleaseStep {
-        self.releasing = true;
-        if let Some(r) = &self.release_result {
-            return Step::Done(r.clone());
-        }
-        if self.in_flight.is_some() {
-            return Step::AwaitResponse;
-        }
-        match &self.lost {
-            None | Some(LossReason::Expired { .. }) => {}
-            Some(reason) => {
-                let r = Err(ReleaseError::AlreadyLost(reason.clone()));
-                self.release_result = Some(r.clone());
-                return Step::Done(r);
+    fn add_uncertain(&mut self, rvn: String) {
+        if !self.uncertain.contains(&rvn) {
+            if self.uncertain.len() == MAX_UNCERTAIN {
+                self.uncertain.remove(0);
             }
+            self.uncertain.push(rvn);
         }
-        if now.mono < self.release_next {
-            return Step::Sleep(self.release_next);
+    }
+
+    /// Starts releasing: renewals stop. A lock lost before (stolen, deleted) is not touched;
+    /// an expired one is still deleted if our version is there, and reported `AlreadyLost`.
+    pub(crate) fn begin_release(&mut self, now: Now) {
+        if self.release.is_some() {
+            return;
         }
-        self.release_attempts += 1;
-        self.in_flight = Some(Flight::Release);
+        let lost_before = self.lost(now);
+        let result = match &lost_before {
+            None | Some(LossReason::Expired { .. }) => None,
+            Some(reason) => Some(Err(ReleaseError::AlreadyLost(reason.clone()))),
+        };
+        self.release = Some(Release {
+            in_flight: false,
+            next_at: now.mono,
+            ambiguous: false,
+            marks: Vec::new(),
+            lost_before,
+            backoff: self.backoff.clone(),
+            result,
+        });
+        if let Some(r) = &mut self.release {
+            r.backoff.reset();
+        }
+    }
+
+    /// The release's result, once there is one.
+    pub(crate) fn release_result(&self) -> Option<&Result<ReleaseOutcome, ReleaseError>> {
+        self.release.as_ref().and_then(|r| r.result.as_ref())
+    }
+
+    /// Release: what to do next (`Idle` when it has its result or none was asked for).
+    pub(crate) fn poll_release(&mut self, now: Now) -> Want {
         let versions = self.versions();
-        Step::Send(if self.keep_item {
+        let owner = self.record.owner.clone();
+        let Some(r) = &mut self.release else {
+            return Want::Idle;
+        };
+        if r.result.is_some() || r.in_flight {
+            return Want::Idle;
+        }
+        if now.mono < r.next_at {
+            return Want::Sleep(r.next_at);
+        }
+        r.in_flight = true;
+        Want::Send(if self.keep_item {
             let rvn = self.rng.uuid();
             // Its outcome may be unknown too: a retry must accept it as ours.
-            self.uncertain.push(rvn.clone());
-            Request::Update(self.layout.release_keeping(
-                &versions,
-                &self.record.owner,
-                &rvn,
-                now.wall,
-            ))
+            r.marks.push(rvn.clone());
+            Request::Update(
+                self.layout
+                    .release_keeping(&versions, &owner, &rvn, now.wall),
+            )
         } else {
-            Request::Delete(self.layout.release(&versions, &self.record.owner))
+            Request::Delete(self.layout.release(&versions, &owner))
         })
     }
 
-    fn handle_release(&mut self, now: Now, outcome: Outcome) {
+    /// Until when the item could block others: the lease from the latest write of ours that
+    /// may have applied (a renewal in flight counts).
+    fn lease_over(&self, now: Now) -> bool {
+        let (mono, wall) = match &self.renewing {
+            Some(r) => (r.sent, r.wall),
+            None => (self.lease_start, self.lease_start_wall),
+        };
+        validity_left(now, mono, wall, self.record.lease).is_zero()
+    }
+
+    /// Feeds the outcome of the release in flight.
+    pub(crate) fn handle_release(&mut self, now: Now, outcome: Outcome) {
+        let lease_over = self.lease_over(now);
+        let owner = self.record.owner.clone();
+        let Some(r) = &mut self.release else { return };
+        if !std::mem::take(&mut r.in_flight) || r.result.is_some() {
+            return;
+        }
         let result = match outcome {
             Ok(Response::Delete(_) | Response::Update(_)) => Ok(ReleaseOutcome::Released),
             Err(dynamodb::Error::ConditionalCheckFailed { item: None }) => {
-                if self.release_ambiguous {
+                if r.ambiguous {
                     // An earlier attempt of ours deleted it.
                     Ok(ReleaseOutcome::Released)
                 } else {
@@ -436,21 +559,20 @@ impl Held {
                 }
             }
             Err(dynamodb::Error::ConditionalCheckFailed { item: Some(item) }) => {
-                let reason = self.loss_from(Some(item));
-                let holder = match &reason {
-                    LossReason::Stolen { by } => by.clone(),
-                    _ => None,
-                };
-                self.lost = Some(reason);
-                Err(ReleaseError::NotOwner { holder })
+                let record = LockRecord::from_item(&item).ok();
+                match record {
+                    // An earlier attempt of ours marked it released.
+                    Some(rec) if rec.owner == owner && r.marks.contains(&rec.rvn) => {
+                        Ok(ReleaseOutcome::Released)
+                    }
+                    holder => Err(ReleaseError::NotOwner { holder }),
+                }
             }
             Err(e) if e.is_retryable() => {
-                self.release_ambiguous |= e.is_ambiguous();
+                r.ambiguous |= e.is_ambiguous();
                 // Retry while the item may still block others; then the lease frees it anyway.
-                let give_up =
-                    now.mono >= self.lease_start + self.record.lease || self.release_attempts >= 8;
-                if !give_up {
-                    self.release_next = now.mono + self.backoff.next(&mut self.rng);
+                if !lease_over {
+                    r.next_at = now.mono + r.backoff.next(&mut self.rng);
                     return;
                 }
                 Err(ReleaseError::Unconfirmed(e))
@@ -461,9 +583,25 @@ impl Held {
                 reason: format!("unexpected response kind {other:?}"),
             })),
         };
-        if result.is_ok() {
-            self.lost = Some(LossReason::Released);
+        let result = match (&r.lost_before, result) {
+            (Some(reason), _) => Err(ReleaseError::AlreadyLost(reason.clone())),
+            (None, Err(ReleaseError::NotOwner { holder })) => {
+                self.lost = Some(LossReason::Stolen { by: holder.clone() });
+                Err(ReleaseError::NotOwner { holder })
+            }
+            (None, result) => result,
+        };
+        if let Some(r) = &mut self.release {
+            r.result = Some(result);
         }
-        self.release_result = Some(result);
+    }
+}
+
+fn loss_from(item: Option<dynamodb::Item>) -> LossReason {
+    match item {
+        None => LossReason::Deleted,
+        Some(item) => LossReason::Stolen {
+            by: LockRecord::from_item(&item).ok(),
+        },
     }
 }

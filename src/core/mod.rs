@@ -1,29 +1,37 @@
-//! The lock core: synchronous state machines that do no I/O and read no clock.
+//! The lock core: a synchronous state machine per lock that does no I/O and reads no clock.
 //!
-//! Each machine is driven the same way: call `poll(now)`; it answers with a request to send,
-//! a deadline to sleep until, or its result. Feed every response back with `handle(now, ..)`.
+//! A [`LockMachine`] owns one lock from its first request to its end. Call `poll(now)`; it
+//! answers with a request to send (with an id and a deadline), a deadline to wait for, or
+//! that it is idle or ended. Feed every outcome back with `handle(now, id, outcome)`, and
+//! commands (`release`, `abandon`) as they come:
 //!
 //! ```text
-//!            poll(now)                         handle(now, response)
-//!   host ───────────────▶ Acquire / Held ◀──────────────────────── host
-//!            ◀─ Send(Request) | Sleep(deadline) | Done(result)
+//!            poll(now)                               handle(now, id, outcome)
+//!   host ──────────────▶       LockMachine       ◀──────────────────────── host
+//!        ◀─ Send{id, request, deadline} | Wait(deadline) | Idle | Ended
+//!                        ▲ release(now) / abandon(now)
 //! ```
 //!
-//! [`Acquire`] takes a lock: one conditional write when it is free, cheap reads while another
-//! holder is alive, a takeover only by the rules in its docs. [`Held`] keeps a lock: renewals,
-//! loss detection, release.
+//! Taking a lock costs one conditional write when it is free, cheap reads while another
+//! holder is alive, and a takeover only by the rules of [`Start`]'s acquisition (see
+//! `acquire.rs`); keeping it, renewals and loss detection; releasing it, one conditional
+//! delete.
 
 mod acquire;
 mod held;
+mod machine;
 mod record;
 mod rng;
 
 use std::time::Duration;
 
-pub use acquire::{Acquire, AcquireError, Acquired, Busy, Observation};
-pub use held::{Held, HeldStep, LossReason, ReleaseError, ReleaseOutcome, ReleaseStep};
+pub use acquire::{AcquireError, Busy, Observation, Start, TRY_ATTEMPTS};
+pub use held::{LockEvent, LossReason, ReleaseError, ReleaseOutcome};
+pub use machine::{Handled, LockMachine, NotInFlight, Output, Phase, RequestId, Status};
 pub use record::{Layout, LockKey, LockRecord, RecordError, fence_base};
 pub use rng::Rng;
+
+pub(crate) use acquire::holder_name;
 
 #[cfg(test)]
 mod virtual_time;
@@ -60,10 +68,10 @@ pub enum Response {
     Delete(DeleteItemOutput),
 }
 
-/// What a machine wants next.
+/// What the acquisition wants next.
 #[derive(Debug, PartialEq)]
 #[must_use]
-pub enum Step<T> {
+pub(crate) enum Step<T> {
     /// Send this request, then call `handle` with its outcome.
     Send(Request),
     /// Nothing to do before this monotonic deadline; call `poll` again then.

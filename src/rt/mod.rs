@@ -35,6 +35,10 @@ fn assert_tokio_futures_are_send(
     send(&lock.release());
     send(&lock.lost());
     send(&lock.expiring(std::time::Duration::ZERO));
+    send(&lock.write_if_held(Vec::new()));
+    send(&client.with_lock("g", "i", options, async |lock| lock.fencing_token()));
+    let mut events = lock.events();
+    send(&events.next());
     send(&<TokioHost as crate::host::Timer>::sleep_until(
         client.host(),
         crate::time::Instant::ZERO,

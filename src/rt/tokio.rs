@@ -121,11 +121,16 @@ impl Entropy for TokioHost {
 }
 
 impl Spawn for TokioHost {
+    /// Spawns on the current tokio runtime. Outside one (a `Lock` dropped after its runtime
+    /// shut down) the task is dropped: renewals stop and a release is not sent, so the item
+    /// expires with its lease.
     fn spawn<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        tokio::spawn(task);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(task);
+        }
     }
 }
 

@@ -38,7 +38,11 @@ macro_rules! scenario_tests {
             prolonging_keeps_the_lock_past_its_lease,
             a_replaced_item_is_detected_as_lost,
             try_lock_returns_the_holder,
-            concurrent_lockers_hold_one_at_a_time
+            concurrent_lockers_hold_one_at_a_time,
+            a_dropped_lock_call_leaves_nothing_that_blocks,
+            a_dropped_release_does_not_hang_the_next_one,
+            dropping_a_lock_releases_it_and_abandoning_leaves_it,
+            with_lock_runs_the_body_while_held_and_stops_it_when_lost
         );
     };
     (@each #[$attr:meta] $env:expr; $($name:ident),* $(,)?) => {
@@ -115,6 +119,31 @@ impl<H: Host> Env<H> {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// Runs `fut` until it completes or `cut` passes on the host's clock, then drops it (as
+/// `tokio::time::timeout` or `select!` would).
+async fn cut_short<H: Host, T>(
+    env: &Env<H>,
+    cut: Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let fut = std::pin::pin!(fut);
+    let timer = std::pin::pin!(env.sleep(cut));
+    match futures_util::future::select(fut, timer).await {
+        futures_util::future::Either::Left((v, _)) => Some(v),
+        futures_util::future::Either::Right(_) => None,
+    }
+}
+
+/// Waits (bounded) until `c` looks after no lock any more: every background release done.
+async fn settled<H: Host>(env: &Env<H>, c: &LockClient<H>) {
+    env.within(ms(5000), async {
+        while c.active_count() > 0 {
+            env.sleep(ms(5)).await;
+        }
+    })
+    .await;
 }
 
 /// The raw item of lock (group, id), read consistently.
@@ -220,9 +249,10 @@ pub async fn held_lock_is_waited_for_and_taken_over_after_the_lease<H: Host>(env
         dead.status(),
         LockStatus::Lost(LossReason::Expired { .. })
     ));
+    // The client knew it had lost the lock: the release says so (and touches nothing).
     assert!(matches!(
         dead.release().await,
-        Err(ReleaseError::NotOwner { holder: Some(h) }) if h.owner == b.owner()
+        Err(ReleaseError::AlreadyLost(LossReason::Expired { .. }))
     ));
     assert_eq!(
         raw_item(&a, "g", "k").await.unwrap()["recordVersionNumber"].as_s(),
@@ -372,4 +402,162 @@ pub async fn concurrent_lockers_hold_one_at_a_time<H: Host>(env: &Env<H>) {
         assert!(w[0].1 <= w[1].0, "critical sections overlap: {w:?}");
     }
     assert_eq!(spans.len(), 5);
+}
+
+/// `timeout(50 µs, client.lock(..))` used to leave an item owned by this client, and the
+/// client's next `lock()` of the key waited its whole lease. Now the cancelled acquisition's
+/// write is released in the background, and the next `lock()` recognises it.
+pub async fn a_dropped_lock_call_leaves_nothing_that_blocks<H: Host>(env: &Env<H>) {
+    let (_, a) = env.fresh("droplock").await;
+    let opts = LockOptions::new().lease(ms(4000));
+    let cuts = [0, 50, 200, 500, 1000, 2000, 5000].map(Duration::from_micros);
+    let mut orphans = 0;
+    for (i, cut) in cuts.iter().enumerate() {
+        let id = format!("k{i}");
+        if let Some(lock) = cut_short(env, *cut, a.lock("g", &id, &opts)).await {
+            // Fast enough to finish: release it and move on.
+            lock.unwrap().release().await.unwrap();
+            continue;
+        }
+        orphans += usize::from(raw_item(&a, "g", &id).await.is_some());
+        let start = env.now();
+        let lock = env
+            .within(ms(3000), a.lock("g", &id, &opts))
+            .await
+            .expect("acquired");
+        assert!(
+            env.since(start) < ms(1500),
+            "the next lock() waited {:?} for the dropped one's item (lease 4 s)",
+            env.since(start)
+        );
+        lock.release().await.unwrap();
+        assert!(raw_item(&a, "g", &id).await.is_none());
+    }
+    settled(env, &a).await;
+    for i in 0..cuts.len() {
+        assert!(
+            raw_item(&a, "g", &format!("k{i}")).await.is_none(),
+            "k{i} left behind"
+        );
+    }
+    let _ = orphans; // how many cuts landed after the write: timing-dependent, not asserted
+}
+
+/// `timeout(100 µs, lock.release())`, then `lock.release()` again, used to hang, and so did
+/// `release_all()` (the first release's request was in flight forever).
+pub async fn a_dropped_release_does_not_hang_the_next_one<H: Host>(env: &Env<H>) {
+    let (_, a) = env.fresh("droprel").await;
+    for (i, cut) in [0, 100, 1000, 3000]
+        .map(Duration::from_micros)
+        .iter()
+        .enumerate()
+    {
+        let id = format!("k{i}");
+        let lock = a.lock("g", &id, &LockOptions::new()).await.unwrap();
+        let first = cut_short(env, *cut, lock.release()).await;
+        let again = env.within(ms(3000), lock.release()).await;
+        match first {
+            Some(r) => assert_eq!(r, again, "a second call answers the same"),
+            None => assert!(
+                matches!(
+                    again,
+                    Ok(ReleaseOutcome::Released | ReleaseOutcome::AlreadyGone)
+                ),
+                "{again:?}"
+            ),
+        }
+        let all = env.within(ms(3000), a.release_all()).await;
+        assert!(all.iter().all(|(_, r)| r.is_ok()), "{all:?}");
+        assert!(raw_item(&a, "g", &id).await.is_none());
+        // release_all itself cut short: the next one completes.
+        let other = a
+            .lock("g", &format!("{id}-b"), &LockOptions::new())
+            .await
+            .unwrap();
+        let _ = cut_short(env, *cut, a.release_all()).await;
+        let all = env.within(ms(3000), a.release_all()).await;
+        assert!(all.iter().all(|(_, r)| r.is_ok()), "{all:?}");
+        assert!(matches!(
+            other.status(),
+            LockStatus::Lost(LossReason::Released)
+        ));
+    }
+    settled(env, &a).await;
+    assert_eq!(a.held_count(), 0);
+}
+
+/// Dropping a `Lock` releases it in the background; `abandon()` keeps crash semantics.
+pub async fn dropping_a_lock_releases_it_and_abandoning_leaves_it<H: Host>(env: &Env<H>) {
+    let (t, a) = env.fresh("droph").await;
+    let b = env.client(&t);
+    let opts = LockOptions::new().lease(ms(20_000));
+    drop(a.lock("g", "dropped", &opts).await.unwrap());
+    let start = env.now();
+    let lock = env
+        .within(ms(3000), b.lock("g", "dropped", &opts))
+        .await
+        .unwrap();
+    assert!(
+        env.since(start) < ms(2000),
+        "handed over at once, not after 20 s"
+    );
+    lock.release().await.unwrap();
+    settled(env, &a).await;
+
+    let kept = a.lock("g", "abandoned", &opts).await.unwrap();
+    let rvn = kept.record().rvn;
+    kept.abandon();
+    assert_eq!(a.active_count(), 0, "forgotten at once");
+    env.sleep(ms(300)).await;
+    let item = raw_item(&a, "g", "abandoned").await.expect("left in place");
+    assert_eq!(
+        item["recordVersionNumber"].as_s(),
+        Some(rvn.as_str()),
+        "not even renewed"
+    );
+}
+
+/// The scoped helper: the body's value while held; stopped (dropped) when the lock is lost.
+pub async fn with_lock_runs_the_body_while_held_and_stops_it_when_lost<H: Host>(env: &Env<H>) {
+    let (_, a) = env.fresh("scoped").await;
+    let opts = LockOptions::new().lease(ms(1500)).prolong_every(ms(200));
+    let token = a
+        .with_lock("g", "k", &opts, async |lock| lock.fencing_token())
+        .await
+        .unwrap();
+    assert!(token.is_some());
+    assert!(
+        raw_item(&a, "g", "k").await.is_none(),
+        "released after the body"
+    );
+
+    let a2 = a.clone();
+    let start = env.now();
+    let stopped = env
+        .within(
+            ms(3000),
+            a.with_lock("g", "k", &opts, async |lock| {
+                let mut events = lock.events();
+                overwrite_holder(&a2, "g", "k", "thief").await;
+                // Runs until stopped: the lock is lost at the next renewal.
+                loop {
+                    if let ddb_lock::LockEvent::Lost(_) = events.next().await {
+                        env.sleep(ms(60_000)).await;
+                    }
+                }
+            }),
+        )
+        .await;
+    assert!(env.since(start) < ms(1000), "stopped at the next renewal");
+    match stopped {
+        Err(ddb_lock::WithLockError::Lost(LossReason::Stolen { by: Some(r) })) => {
+            assert_eq!(r.owner, "thief")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        raw_item(&a, "g", "k").await.unwrap()["ownerName"].as_s(),
+        Some("thief"),
+        "the thief's item is untouched"
+    );
 }
