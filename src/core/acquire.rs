@@ -287,6 +287,11 @@ impl Acquire {
         self.mine.iter().map(|a| a.rvn.as_str())
     }
 
+    /// Versions of earlier unfinished acquisitions this one was told about.
+    pub(crate) fn own_versions(&self) -> &[String] {
+        &self.own
+    }
+
     /// When the first write was sent (monotonic, wall), if any was.
     pub(crate) fn first_write(&self) -> Option<(Instant, WallTime)> {
         self.mine.first().map(|a| (a.sent, a.wall))
@@ -462,7 +467,8 @@ impl Acquire {
     fn count_failure(&mut self) -> Option<Step<Result<Acquired, AcquireError>>> {
         self.failures += 1;
         match self.opts.max_retry_count {
-            Some(max) if self.failures > max => {
+            // A non-blocking attempt is one attempt: it answers Busy (or Unavailable).
+            Some(max) if self.failures > max && !self.try_only => {
                 let holder = self.holder().cloned();
                 Some(self.finish(Err(AcquireError::MaxRetries {
                     attempts: self.failures,

@@ -175,6 +175,9 @@ pub(crate) struct Held {
     margin: Duration,
     prolong_every: Option<Duration>,
     uncertain: Vec<String>,
+    /// When the latest of our writes of unknown outcome was sent: if it applied, the item
+    /// holds others off for a lease from then.
+    uncertain_sent: Option<(Instant, WallTime)>,
     next_renew: Instant,
     renewing: Option<Renewal>,
     lost: Option<LossReason>,
@@ -207,6 +210,7 @@ impl Held {
             margin: opts.margin(),
             prolong_every: opts.prolong.then_some(every),
             uncertain: Vec::new(),
+            uncertain_sent: None,
             renewing: None,
             lost: None,
             last_error: None,
@@ -414,6 +418,7 @@ impl Held {
             self.record.rvn = rvn;
             self.record.last_updated = wall;
             self.uncertain.clear();
+            self.uncertain_sent = None;
             if self.lost.is_some() || self.release.is_some() {
                 return;
             }
@@ -444,7 +449,7 @@ impl Held {
             Err(e) => {
                 // Even a throttled answer may have a twin that landed (a transport that
                 // duplicates requests): keep every unconfirmed version as possibly current.
-                self.add_uncertain(rvn);
+                self.add_uncertain(rvn, sent, wall);
                 if self.lost.is_none() && self.release.is_none() {
                     if self.last_error.is_none() {
                         self.events.push(LockEvent::RenewalFailing(e.clone()));
@@ -454,7 +459,7 @@ impl Held {
                 }
             }
             Ok(other) => {
-                self.add_uncertain(rvn);
+                self.add_uncertain(rvn, sent, wall);
                 self.last_error = Some(dynamodb::Error::Malformed {
                     status: 200,
                     reason: format!("unexpected response kind {other:?}"),
@@ -464,7 +469,9 @@ impl Held {
         }
     }
 
-    fn add_uncertain(&mut self, rvn: String) {
+    fn add_uncertain(&mut self, rvn: String, sent: Instant, wall: WallTime) {
+        let (m, w) = self.uncertain_sent.unwrap_or((sent, wall));
+        self.uncertain_sent = Some((m.max(sent), w.max(wall)));
         if !self.uncertain.contains(&rvn) {
             if self.uncertain.len() == MAX_UNCERTAIN {
                 self.uncertain.remove(0);
@@ -530,14 +537,18 @@ impl Held {
         })
     }
 
-    /// Until when the item could block others: the lease from the latest write of ours that
-    /// may have applied (a renewal in flight counts).
+    /// Whether the item can no longer block others: the lease from the latest write of ours
+    /// that may have applied (confirmed, of unknown outcome, or in flight) is over.
     fn lease_over(&self, now: Now) -> bool {
-        let (mono, wall) = match &self.renewing {
-            Some(r) => (r.sent, r.wall),
-            None => (self.lease_start, self.lease_start_wall),
-        };
-        validity_left(now, mono, wall, self.record.lease).is_zero()
+        let mut latest = (self.lease_start, self.lease_start_wall);
+        for (mono, wall) in self
+            .uncertain_sent
+            .into_iter()
+            .chain(self.renewing.as_ref().map(|r| (r.sent, r.wall)))
+        {
+            latest = (latest.0.max(mono), latest.1.max(wall));
+        }
+        validity_left(now, latest.0, latest.1, self.record.lease).is_zero()
     }
 
     /// Feeds the outcome of the release in flight.

@@ -564,6 +564,13 @@ impl LockMachine {
         self.versions_sent = a.versions_sent().map(str::to_owned).collect();
         let unreconciled = a.unreconciled();
         let first_write = a.first_write();
+        // A cleanup also deletes an item an earlier unfinished acquisition of ours left.
+        let cleanup: Vec<String> = a
+            .own_versions()
+            .iter()
+            .cloned()
+            .chain(self.versions_sent.iter().cloned())
+            .collect();
         let rng = Rng::seeded(self.rng.next_u64());
         match result {
             Ok(acquired) => {
@@ -583,7 +590,7 @@ impl LockMachine {
                         self.state = State::Held(Box::new(Held::leftover(
                             self.layout.clone(),
                             self.owner.clone(),
-                            self.versions_sent.clone(),
+                            cleanup,
                             sent,
                             &self.opts,
                             rng,

@@ -1,18 +1,22 @@
-//! "A deadline must move forward": drives the core's machines against an adversarial
+//! "A deadline must move forward": drives the core's `LockMachine` against an adversarial
 //! environment (a real simulated table that other writers change behind the machine's back,
-//! random errors, applied-but-failed writes, time that advances by zero, by a nanosecond,
-//! past deadlines or stops short of them) and checks on every poll that
+//! random errors, applied-but-failed writes, answers out of order or never, time that
+//! advances by zero, by a nanosecond, past deadlines or stops short of them, release and
+//! abandon at random points) and checks on every poll that
 //!
-//! * `Sleep(t)` has `t > now` (a host that sleeps until `t` and polls again cannot spin);
-//! * `Send` is followed by `AwaitResponse` until the answer is handled (no double send);
+//! * `Wait(t)` has `t > now` (a host that sleeps until `t` and polls again cannot spin);
+//! * `Idle` appears only with nothing in flight (else it must name the flight's deadline);
 //! * at one instant, at most a few requests follow each other (each needs an answer that
 //!   changed something; anything more is a loop that does not advance);
-//! * `Done` is sticky;
-//! * `AwaitResponse` never appears with nothing in flight.
+//! * `Ended` and the acquisition's result are sticky;
+//! * every answer for a request in flight is taken (`Used`, or `Late` once its deadline
+//!   passed), and one for a request never sent is refused.
 
 use std::time::Duration;
 
-use ddb_lock::core::{Acquire, Held, Layout, LockKey, Outcome, Request, Step};
+use ddb_lock::core::{
+    Handled, Layout, LockKey, LockMachine, Outcome, Output, Request, RequestId, Start,
+};
 use ddb_lock::dynamodb::{AttributeValue, Error, Item, TransportError};
 use ddb_lock::time::{Instant, Now, WallTime};
 use ddb_lock::{LockOptions, TableOptions};
@@ -167,39 +171,7 @@ fn options(rng: &mut SimRng) -> LockOptions {
     o
 }
 
-/// One poll's checks. `sends_here` counts sends at the current instant.
-fn check<T: PartialEq + std::fmt::Debug>(
-    what: &str,
-    step: &Step<T>,
-    now: Now,
-    inflight: bool,
-    sends_here: &mut u32,
-) -> Result<(), String> {
-    match step {
-        Step::Sleep(t) if *t <= now.mono => Err(format!(
-            "{what}: Sleep({t:?}) at now {:?} does not move forward",
-            now.mono
-        )),
-        Step::AwaitResponse if !inflight => {
-            Err(format!("{what}: AwaitResponse with nothing in flight"))
-        }
-        Step::Send(_) if inflight => Err(format!("{what}: Send while a request is in flight")),
-        Step::Send(_) => {
-            *sends_here += 1;
-            if *sends_here > MAX_SENDS_PER_INSTANT {
-                Err(format!(
-                    "{what}: {} requests at one instant {:?} without time advancing",
-                    sends_here, now.mono
-                ))
-            } else {
-                Ok(())
-            }
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Runs one episode: an acquisition, then (if it succeeded) renewals and a release.
+/// Runs one episode: a machine from its first request to its end (or 600 steps).
 pub fn episode(seed: u64, report: &mut Report) -> Result<(), String> {
     let mut rng = SimRng::seeded(seed);
     let table = TableOptions::new().table_name("locks");
@@ -223,152 +195,140 @@ pub fn episode(seed: u64, report: &mut Report) -> Result<(), String> {
     };
     env.interfere();
     let opts = options(&mut env.rng);
-    let try_only = env.rng.chance(0.2);
-    let read_first = env.rng.chance(0.3);
-    let mut m = Acquire::new(
-        layout.clone(),
+    let start = Start {
+        try_only: env.rng.chance(0.2),
+        read_first: env.rng.chance(0.3),
+        own_versions: if env.rng.chance(0.2) {
+            vec!["mine-before".into()]
+        } else {
+            Vec::new()
+        },
+        prior: None,
+    };
+    let timeout = Duration::from_millis(env.rng.range(1, 3000));
+    let mut m = LockMachine::new(
+        layout,
         "me".into(),
-        opts.clone(),
-        try_only,
-        None,
-        read_first,
+        opts,
+        start,
+        timeout,
         env.rng.core_rng(),
         env.now,
     );
+    let release_at = env.rng.range(0, 200);
+    let abandon = env.rng.chance(0.1);
+    let mut in_flight: Vec<(RequestId, Request)> = Vec::new();
     let mut sends_here = 0u32;
     let mut last = env.now.mono;
-    let mut acquired = None;
-    for _ in 0..400 {
+    let mut acquisition = None;
+    let mut ended = false;
+    let mut answered = Vec::new();
+    for step in 0..600u64 {
         if env.now.mono != last {
             sends_here = 0;
             last = env.now.mono;
         }
+        if step == release_at {
+            if abandon {
+                m.abandon(env.now);
+            } else {
+                m.release(env.now);
+            }
+        }
+        // Answer one request in flight now and then (out of order), or drop it.
+        if !in_flight.is_empty() && env.rng.chance(0.6) {
+            let i = env.rng.range(0, in_flight.len() as u64 - 1) as usize;
+            let (id, req) = in_flight.remove(i);
+            if env.rng.chance(0.05) {
+                // Never answered: the machine's own deadline must free it.
+                continue;
+            }
+            let out = env.answer(&req);
+            if env.rng.chance(0.5) {
+                env.advance(None);
+            }
+            match m.handle(env.now, id, out) {
+                Ok(Handled::Used | Handled::Late) => answered.push(id),
+                Err(e) => return Err(format!("an answer for a request in flight refused: {e}")),
+            }
+            continue;
+        }
         env.polls += 1;
-        let step = m.poll(env.now);
-        check("Acquire::poll", &step, env.now, false, &mut sends_here)?;
-        match step {
-            Step::Send(req) => {
+        let out = m.poll(env.now);
+        if let Some(a) = &acquisition
+            && m.acquisition() != Some(a)
+        {
+            return Err("the acquisition's result changed".into());
+        }
+        acquisition = m.acquisition().cloned();
+        match out {
+            Output::Send {
+                id,
+                request,
+                deadline,
+            } => {
+                if ended {
+                    return Err("a request after Ended".into());
+                }
+                if deadline <= env.now.mono {
+                    return Err(format!(
+                        "a request whose deadline {deadline:?} is not after now"
+                    ));
+                }
                 env.sends += 1;
-                let again = m.poll(env.now);
-                check(
-                    "Acquire::poll (in flight)",
-                    &again,
-                    env.now,
-                    true,
-                    &mut sends_here,
-                )?;
-                let out = env.answer(&req);
-                if env.rng.chance(0.5) {
-                    env.advance(None);
+                sends_here += 1;
+                if sends_here > MAX_SENDS_PER_INSTANT {
+                    return Err(format!(
+                        "{sends_here} requests at one instant {:?} without time advancing",
+                        env.now.mono
+                    ));
                 }
-                m.handle(env.now, out);
+                in_flight.push((id, request));
             }
-            Step::Sleep(t) => env.advance(Some(t)),
-            Step::AwaitResponse => unreachable!("checked"),
-            Step::Done(r) => {
-                if m.poll(env.now) != Step::Done(r.clone()) {
-                    return Err("Acquire: Done is not sticky".into());
+            Output::Wait(t) => {
+                if t <= env.now.mono {
+                    return Err(format!(
+                        "Wait({t:?}) at now {:?} does not move forward",
+                        env.now.mono
+                    ));
                 }
-                acquired = r.ok();
-                break;
+                env.advance(Some(t));
             }
-        }
-    }
-    report.episodes += 1;
-    let Some(a) = acquired else {
-        report.polls += env.polls;
-        report.sends += env.sends;
-        return Ok(());
-    };
-    // Hold: renewals, with the release starting at a random point.
-    let mut h = Held::new(layout, a, &opts, env.rng.core_rng());
-    let release_at = env.rng.range(0, 60);
-    let mut inflight = false;
-    let mut releasing = false;
-    for i in 0..400 {
-        if env.now.mono != last {
-            sends_here = 0;
-            last = env.now.mono;
-        }
-        if i == release_at && !releasing {
-            h.begin_release();
-            releasing = true;
-        }
-        env.polls += 1;
-        if releasing {
-            let step = h.poll_release(env.now);
-            check(
-                "Held::poll_release",
-                &step,
-                env.now,
-                inflight,
-                &mut sends_here,
-            )?;
-            match step {
-                Step::Send(req) => {
-                    env.sends += 1;
-                    let again = h.poll_release(env.now);
-                    check(
-                        "Held::poll_release (in flight)",
-                        &again,
-                        env.now,
-                        true,
-                        &mut sends_here,
-                    )?;
-                    let out = env.answer(&req);
-                    if env.rng.chance(0.5) {
-                        env.advance(None);
-                    }
-                    h.handle(env.now, out);
-                    inflight = false;
+            Output::Idle => {
+                if m.in_flight() > 0 {
+                    return Err("Idle with a request in flight".into());
                 }
-                Step::Sleep(t) => env.advance(Some(t)),
-                Step::AwaitResponse => {
-                    // A renewal was in flight when the release began: answer it.
-                    return Err("Held::poll_release: AwaitResponse with nothing in flight".into());
+                if !in_flight.is_empty() {
+                    // Our answers are late now: the machine gave up on them.
+                    in_flight.clear();
                 }
-                Step::Done(r) => {
-                    if h.poll_release(env.now) != Step::Done(r) {
-                        return Err("Held::poll_release: Done is not sticky".into());
-                    }
+                // A lost lock waits for its handle: release it.
+                m.release(env.now);
+                env.advance(None);
+            }
+            Output::Ended => {
+                ended = true;
+                if m.poll(env.now) != Output::Ended {
+                    return Err("Ended is not sticky".into());
+                }
+                if in_flight.is_empty() {
                     break;
                 }
             }
-        } else {
-            let step = h.poll_renew(env.now);
-            check(
-                "Held::poll_renew",
-                &step,
-                env.now,
-                inflight,
-                &mut sends_here,
-            )?;
-            match step {
-                Step::Send(req) => {
-                    env.sends += 1;
-                    let again = h.poll_renew(env.now);
-                    if matches!(again, Step::Send(_) | Step::Sleep(_)) {
-                        return Err(format!("Held::poll_renew (in flight): {again:?}"));
-                    }
-                    let out = env.answer(&req);
-                    if env.rng.chance(0.5) {
-                        env.advance(None);
-                    }
-                    h.handle(env.now, out);
-                }
-                Step::Sleep(t) => env.advance(Some(t)),
-                Step::AwaitResponse => unreachable!("checked"),
-                Step::Done(reason) => {
-                    if h.poll_renew(env.now) != Step::Done(reason) {
-                        return Err("Held::poll_renew: Done is not sticky".into());
-                    }
-                    // Lost: the application may still release (deletes after an expiry).
-                    h.begin_release();
-                    releasing = true;
-                }
-            }
         }
     }
+    // An answer given twice is refused the second time.
+    if let Some(id) = answered.first()
+        && m.handle(
+            env.now,
+            *id,
+            Err(Error::Transport(TransportError::timeout())),
+        )
+        .is_ok()
+    {
+        return Err("an answer for a request no longer in flight was taken".into());
+    }
+    report.episodes += 1;
     report.polls += env.polls;
     report.sends += env.sends;
     Ok(())

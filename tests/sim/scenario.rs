@@ -21,9 +21,10 @@
 //!   between the check and the write.
 //! * **TTL** (when on) is 5 s: the longest belief (3 s lease / (1 - rho)) plus the wall
 //!   clock spread (1 s) plus TTL's one-second granularity stays below it.
-//! * **Suspends** (beyond runs only): the monotonic clock stops with the process, so a
-//!   suspended holder still believes when it wakes. No lease can defend against that; only a
-//!   fencing token at the resource can.
+//! * **Suspends** (VM pause, laptop sleep): the monotonic clock stops with the process; the
+//!   wall clock does not. A holder bounds its belief by the wall clock since its last confirmed
+//!   write too, so a suspended holder wakes knowing its lease ran out: suspends of any length
+//!   are in bounds (for beliefs; a write already sent before a suspend is a pause, above).
 
 use std::time::Duration;
 
@@ -52,6 +53,35 @@ pub const WORK_BUDGET: Duration = Duration::from_millis(300);
 /// In-bounds pause limit.
 pub const PAUSE_MAX_IN_BOUNDS: u64 = 100 * MS;
 
+/// One application task: it locks one key, over and over.
+#[derive(Clone, Debug)]
+pub struct TaskCfg {
+    /// Which key (index into the run's keys).
+    pub key: usize,
+    /// Calls `try_lock` in a loop (the client carries the observation from call to call)
+    /// instead of a blocking `lock`.
+    pub try_loop: bool,
+}
+
+/// How often the application cuts a call short (drops its future) or drops a handle.
+#[derive(Clone, Debug)]
+pub struct Cuts {
+    /// A `lock()` / `try_lock()` dropped at a random point.
+    pub acquire: f64,
+    /// A `release()` dropped at a random point (then called again, or not).
+    pub release: f64,
+    /// A `write_if_held()` dropped at a random point.
+    pub guarded: f64,
+    /// A held `Lock` dropped instead of released (released in the background).
+    pub drop_handle: f64,
+    /// A held `Lock` abandoned (crash semantics: the item stays).
+    pub abandon: f64,
+    /// The final `release_all()` cut short once (then called again).
+    pub release_all: f64,
+    /// Longest cut delay (ns): from before the first poll to several round trips.
+    pub max_delay: u64,
+}
+
 #[derive(Clone, Debug)]
 pub struct ClientCfg {
     pub owner: String,
@@ -65,9 +95,8 @@ pub struct ClientCfg {
     pub skew: Duration,
     pub wait: Duration,
     pub request_timeout: Duration,
-    /// Calls `try_lock` in a loop (carrying the observation, as `LockClient` does) instead
-    /// of a blocking `lock`.
-    pub try_loop: bool,
+    /// The application tasks of this client: one per key it uses.
+    pub tasks: Vec<TaskCfg>,
     pub acquire_timeout: Option<Duration>,
     pub max_retry: Option<u32>,
     pub clock: Clock,
@@ -100,9 +129,17 @@ pub struct Scenario {
     pub seed: u64,
     pub beyond: bool,
     pub chaos: bool,
+    /// Until then the applications run; then they stop (their futures dropped where they
+    /// are), each client calls `release_all`, and the network stays calm.
     pub duration: u64,
+    /// After `duration`: time for releases, background tasks and stragglers to settle before
+    /// the final checks (no lock left behind, every registry empty).
+    pub final_settle: u64,
     pub table: TableOptions,
+    /// Lock keys: `(group, id)`.
+    pub keys: Vec<(String, String)>,
     pub clients: Vec<ClientCfg>,
+    pub cuts: Cuts,
     /// The rate bound the core tolerates with these options (ppm).
     pub rho_allowed_ppm: i64,
     /// The rate bound this run's clocks stay within (ppm).
@@ -129,6 +166,7 @@ fn ms(n: u64) -> Duration {
 impl Scenario {
     pub fn generate(seed: u64, rng: &mut SimRng) -> Scenario {
         let n = rng.range(2, 6) as usize;
+        let n_keys = rng.range(1, 3) as usize;
         let beyond = rng.chance(0.1);
         let chaos = rng.chance(0.75);
         let ttl = !beyond && rng.chance(0.3);
@@ -153,7 +191,7 @@ impl Scenario {
             skew: Duration,
             wait: Duration,
             request_timeout: Duration,
-            try_loop: bool,
+            tasks: Vec<TaskCfg>,
             acquire_timeout: Option<Duration>,
             max_retry: Option<u32>,
             keep_item: bool,
@@ -173,7 +211,22 @@ impl Scenario {
                     skew: ms(rng.range(20, 400)),
                     wait: ms(rng.range(100, 2 * l)),
                     request_timeout: ms(rng.range(200, 2000)),
-                    try_loop: rng.chance(0.2),
+                    tasks: {
+                        // Every client uses key 0; others at random.
+                        let mut t = vec![TaskCfg {
+                            key: 0,
+                            try_loop: rng.chance(0.2),
+                        }];
+                        for key in 1..n_keys {
+                            if rng.chance(0.6) {
+                                t.push(TaskCfg {
+                                    key,
+                                    try_loop: rng.chance(0.2),
+                                });
+                            }
+                        }
+                        t
+                    },
                     acquire_timeout: rng.chance(0.15).then(|| ms(rng.range(500, 10_000))),
                     max_retry: rng.chance(0.1).then(|| rng.range(0, 10) as u32),
                     keep_item: keep_all || rng.chance(0.3),
@@ -263,7 +316,7 @@ impl Scenario {
                     skew: p.skew,
                     wait: p.wait,
                     request_timeout: p.request_timeout,
-                    try_loop: p.try_loop,
+                    tasks: p.tasks,
                     acquire_timeout: p.acquire_timeout,
                     max_retry: p.max_retry,
                     clock,
@@ -322,7 +375,7 @@ impl Scenario {
             }
         }
         let mut clients = clients;
-        if beyond && chaos {
+        if chaos {
             // Suspends start in chaos phases (liveness is only checked once calm settles).
             let chaos_phases: Vec<(u64, u64)> = phases
                 .windows(2)
@@ -334,27 +387,52 @@ impl Scenario {
                 for _ in 0..rng.range(0, 2) {
                     let (a, b) = chaos_phases[rng.range(0, chaos_phases.len() as u64 - 1) as usize];
                     let start = rng.range(a, b);
-                    let end = start + rng.range(100 * MS, pause_max);
+                    // Up to two of the longest leases: a holder wakes after its lease ran out.
+                    let end = start + rng.range(100 * MS, 2 * max_lease);
                     if f.iter().all(|&(s, e)| end <= s || start >= e) {
                         f.push((start, end));
                     }
                 }
+                // A suspend ends before the applications stop (the clock stands still only
+                // while the process does).
+                f.retain(|&(_, e)| e < duration);
                 f.sort_unstable();
                 c.clock.freezes = f;
             }
         }
+        let keys = (0..n_keys)
+            .map(|i| ("sim".to_owned(), format!("lock-{i}")))
+            .collect();
+        let cuts = Cuts {
+            acquire: 0.15,
+            release: 0.15,
+            guarded: 0.1,
+            drop_handle: 0.1,
+            abandon: 0.05,
+            release_all: 0.5,
+            max_delay: 60 * MS,
+        };
+        let max_prolong = clients
+            .iter()
+            .map(|c| c.prolong_every.as_nanos() as u64)
+            .max()
+            .unwrap();
         Scenario {
             seed,
             beyond,
             chaos,
             duration,
+            final_settle: 2 * max_lease + 2 * max_rt + max_prolong + LONG_DELAY.1 + 2 * SEC,
             table,
+            keys,
             clients,
+            cuts,
             rho_allowed_ppm: (rho_allowed * 1e6) as i64,
             rho_ppm,
             faults,
             pause_max,
-            settle: LONG_DELAY.1 + max_rt + pause_max + 500 * MS,
+            // Suspends (up to two leases) may start late in a chaos phase.
+            settle: LONG_DELAY.1 + max_rt + pause_max.max(2 * max_lease) + 500 * MS,
             p_die: 0.04,
             max_deaths: n - 1,
             hold_max_leases: 3.0,
@@ -366,9 +444,10 @@ impl Scenario {
 
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "seed {} | {} clients | {} | {} | {:.1}s virtual | rho {:.3}% (core tolerates {:.3}%) | ttl {:?}\n",
+            "seed {} | {} clients | {} keys | {} | {} | {:.1}s virtual | rho {:.3}% (core tolerates {:.3}%) | ttl {:?}\n",
             self.seed,
             self.clients.len(),
+            self.keys.len(),
             if self.beyond {
                 "BEYOND bounds"
             } else {
@@ -386,9 +465,9 @@ impl Scenario {
         );
         for (i, c) in self.clients.iter().enumerate() {
             s.push_str(&format!(
-                                "  c{i}: {}{}{} lease {:?} margin {:?} poll {:?} prolong {} every {:?} trust {} (skew {:?}, wait {:?}) request timeout {:?} acquire timeout {:?} max retries {:?} rate {:+}ppm wall {:+}ms suspends {:?}\n",
+                                "  c{i}: {} tasks {:?}{} lease {:?} margin {:?} poll {:?} prolong {} every {:?} trust {} (skew {:?}, wait {:?}) request timeout {:?} acquire timeout {:?} max retries {:?} rate {:+}ppm wall {:+}ms suspends {:?}\n",
                 c.owner,
-                                if c.try_loop { " (try_lock loop)" } else { "" },
+                c.tasks.iter().map(|t| format!("k{}{}", t.key, if t.try_loop { " try_lock loop" } else { "" })).collect::<Vec<_>>(),
                 if c.opts.clone() == c.opts.clone().keep_item_on_release(true) { " (keeps item on release)" } else { "" },
                 c.lease,
                 c.margin,

@@ -21,25 +21,27 @@ macro_rules! stats {
 
 stats! {
     sum {
-        runs, runs_beyond, runs_chaos, virtual_ms, events,
+        runs, runs_beyond, runs_chaos, virtual_ms, events, polls,
         // requests sent by kind
-        req_put, req_update, req_get, req_delete,
+        req_put, req_update, req_get, req_delete, req_transact,
         // faults injected
         f_req_drop, f_resp_drop, f_dup, f_long_delay, f_throttle, f_5xx_before, f_5xx_after,
         f_conn_error, f_malformed_after, f_timeouts, f_pauses, f_suspends, f_check_pauses, f_deaths,
         f_ttl_deletes, f_res_long, f_outages, f_outage_hits, late_responses,
         // lock outcomes
-        acq_create, acq_steal, takeovers, acquired, busy, gave_up, resurrections,
+        acq_create, acq_steal, takeovers, acquired, busy, gave_up,
+        cuts_acquire, handles_dropped, abandoned, orphan_checks, late_landings, items_left,
         rel_released, rel_gone, rel_not_owner, rel_already_lost, rel_unconfirmed,
-        loss_stolen, loss_stolen_by_self, loss_deleted, loss_expired,
+        loss_stolen, loss_deleted, loss_expired,
         // resource / fencing
                 work_writes, stale_landed, stale_accepted, fence_rejected,
-        guarded_writes, guarded_accepted, guarded_rejected_stale, guarded_rejected_current,
+        guarded_writes, guarded_accepted,
         fence_regressions, fence_regressions_late_create, fence_regressions_undocumented, fence_misorder_after_regression,
         // liveness
-        live_windows, live_checked, live_met, try_lock_late_handover,
+        live_windows, live_checked, live_met,
         // violations (in-bounds: every kind fails the test)
-        v_exclusion, v_stale_write, v_liveness, v_storm, v_spin, v_model, v_fence, v_known, v_other,
+        v_exclusion, v_stale_write, v_liveness, v_storm, v_spin, v_model, v_fence, v_bound,
+        v_orphan, v_leak, v_other,
         // beyond-bounds runs: expected breakage, counted only
         beyond_exclusion, beyond_stale_write,
     }
@@ -57,7 +59,9 @@ impl Stats {
             + self.v_spin
             + self.v_model
             + self.v_fence
-            + self.v_known
+            + self.v_bound
+            + self.v_orphan
+            + self.v_leak
             + self.v_other
     }
 }

@@ -1,113 +1,70 @@
 //! The discrete-event world: true time in ns, one event queue, one seeded generator, the
-//! simulated table, the network, the clients (each driving the core's machines the way
-//! `src/client.rs` does), the protected resource, and the invariant checks.
+//! simulated table, the network, the clients, the protected resource, and the invariant
+//! checks.
+//!
+//! The clients are the shipped `LockClient`s on simulated hosts (`host.rs`): their calls,
+//! `Lock` handles and background tasks run on the world's single-threaded executor, and
+//! their requests leave as signed HTTP through the simulated transport. The applications
+//! (`app.rs`) use the public API and cut calls short at random points. Nothing of the client
+//! is re-implemented here.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ddb_lock::core::{
-    Acquire, AcquireError, Acquired, Held, Layout, LockKey, LockRecord, LossReason, Observation,
-    Outcome, ReleaseError, ReleaseOutcome, Request, Step,
-};
-use ddb_lock::dynamodb::transact_write_items::{TransactItem, TransactTarget};
-use ddb_lock::dynamodb::{AttributeValue, Error, Item, TransportError};
-use ddb_lock::time::{Instant, Now};
+use ddb_lock::core::{LockKey, LockRecord, Request};
+use ddb_lock::dynamodb::transact_write_items::TransactItem;
+use ddb_lock::dynamodb::{AttributeValue, Error, HttpResponse, Item, TransportError};
+use ddb_lock::{ClientConfig, Credentials, LockClient, LockStatus};
 
-use super::clock::EPOCH_NS;
-use super::clock::server_wall;
-use super::db::{Db, Effect, OWNER, RVN, Regression, check_condition};
+use super::app::{
+    self, App, AppRef, AppShared, Bounds, CallKind, Note, RESOURCE_BY, RESOURCE_TABLE,
+};
+use super::clock::{EPOCH_NS, server_wall};
+use super::db::{Db, Effect, OWNER, RVN, Regression};
+use super::host::{Executor, Kernel, KernelRef, Outgoing, SimHost, SlotRef, deliver};
 use super::rng::SimRng;
 use super::scenario::{
-    CALM_DELAY, CHAOS_DELAY, LONG_DELAY, MS, OUTAGE_LEN, RES_DELAY, SEC, Scenario, WORK_BUDGET,
+    CALM_DELAY, CHAOS_DELAY, LONG_DELAY, MS, OUTAGE_LEN, RES_DELAY, SEC, Scenario,
 };
 use super::stats::Stats;
-use super::trace::{Op, Tr, Trace};
+use super::trace::{Tr, Trace};
+use super::wire::{self, WireOk, WireOp};
 
 /// No client sends more than this many requests in any one second of true time. The core
-/// implies it: between two requests of a client there is a poll/renewal wait (at least
-/// `min(poll_interval, prolong_every) >= 100 ms` here), or a backoff (at least 10 ms, doubling
-/// up to a cap of `poll_interval` or `prolong_every/4`, reset only by an observation that is
-/// itself followed by a poll wait), or one of at most two immediate follow-ups that need a
-/// change at the table (item vanished: create at once; version watched for a lease: take over).
-pub const STORM_MAX_PER_SEC: usize = 50;
+/// implies it: between two requests of one lock there is a poll or renewal wait, a backoff
+/// (at least 10 ms), or one of a few immediate follow-ups that need a change at the table;
+/// a client runs at most three locks (keys) and their cleanups here.
+pub const STORM_MAX_PER_SEC: usize = 150;
 
 /// Trace lines printed with a failing seed.
-pub const TRACE_TAIL: usize = 80;
+pub const TRACE_TAIL: usize = 100;
 
-// --- fencing hook -------------------------------------------------------------------------
-
-/// Where a holder's fencing token comes from.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum FenceSource {
-    /// The simulator's ledger: the number of the acquisition, in the order the table applied
-    /// them (what a perfect token would be; it makes the token-order check in `res_land`
-    /// trivially true). For comparison runs.
-    #[allow(dead_code)]
-    Ledger,
-    /// The core's own token (`LockRecord::fence`, `Lock::fencing_token`).
-    Core,
-}
-
-/// The tokens holders present. The table-side checks in `db.rs` (a takeover adds exactly one,
-/// the holder's writes leave it alone, a create after a deletion restarts from the clock)
-/// run on whatever the core writes, whichever source is chosen here.
-pub const FENCE_SOURCE: FenceSource = FenceSource::Core;
+/// Task polls at one instant before it counts as a spin.
+const MAX_POLLS_PER_INSTANT: u32 = 20_000;
 
 /// The resource rejects writes whose token is below the highest it has accepted.
 pub const FENCED_RESOURCE: bool = true;
 
-/// Core issues found and reported, counted under "known" in the summary and not failed until
-/// fixed: a renewal refused by its own duplicate reported as `Stolen` by itself; a late
-/// renewal answer bringing an expired lock back; a `try_lock` loop handing over a released
-/// lock late; a create landing after a later deletion with an older token. Set to `true` to
-/// make them fail the test.
-pub const FAIL_ON_KNOWN_CORE_ISSUES: bool = false;
-
-/// The token a holder presents to the protected resource.
-fn fence_token(held: &Held, db: &Db) -> Option<u64> {
-    match FENCE_SOURCE {
-        FenceSource::Ledger => db.acq_of(&held.record().rvn),
-        FenceSource::Core => held.record().fence,
-    }
-}
-
-/// A write to the protected resource.
-enum ResWrite {
-    /// Carries a fencing token; the resource keeps the highest it accepted.
-    Token(u64),
-    /// `Lock::write_if_held`: one transaction with the lock's `still_held` condition check,
-    /// applied atomically at the table when it lands.
-    Guarded(Box<TransactTarget>),
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 // --- events -------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tag {
-    Acquire,
-    Renew,
-    Release,
-}
-
 enum Ev {
-    Wake {
-        c: usize,
-        epoch: u64,
-    },
     DbArrive {
         c: usize,
-        req_id: u64,
-        req: Box<Request>,
+        req: u64,
+        op: Box<WireOp>,
+        slot: SlotRef,
     },
-    Response {
+    Reply {
         c: usize,
-        req_id: u64,
-        outcome: Box<Outcome>,
-    },
-    Timeout {
-        c: usize,
-        req_id: u64,
+        req: u64,
+        slot: SlotRef,
+        reply: Result<HttpResponse, TransportError>,
     },
     PauseStart {
         c: usize,
@@ -120,7 +77,8 @@ enum Ev {
     },
     Die {
         c: usize,
-        acq: u64,
+        key: usize,
+        rvn: String,
     },
     TtlSweep,
     Phase {
@@ -128,23 +86,36 @@ enum Ev {
     },
     ResLand {
         c: usize,
-        acq: u64,
-        write: ResWrite,
+        key: usize,
+        token: u64,
+        rvn: String,
+        ack: SlotRef,
     },
     ResAck {
-        c: usize,
+        ack: SlotRef,
     },
-    BeliefEnd {
-        c: usize,
-    },
+    /// Re-evaluate beliefs (one may end now, by its holder's clock).
+    Check,
     LiveDeadline {
+        key: usize,
         epoch: u64,
+    },
+    CallDeadline {
+        call: u64,
+    },
+    OrphanCheck {
+        c: usize,
+        key: usize,
+        call: u64,
+        acquisitions: u64,
+        paused: u64,
     },
     Outage {
         kind: Outage,
         until: u64,
     },
-    Stop,
+    Shutdown,
+    Final,
 }
 
 struct Queued {
@@ -185,71 +156,59 @@ pub enum Outage {
     Slow,
 }
 
-// --- clients ------------------------------------------------------------------------------
+// --- clients and keys ---------------------------------------------------------------------
 
-struct Holding {
-    held: Held,
-    acq: u64,
-    hold_until: Instant,
-    releasing: bool,
-    /// The handle was dropped without a release (`Held::abandon`): the item stays.
-    abandoned: bool,
-    /// The renewal side finished (lost).
-    renew_over: bool,
-    release_after_loss: bool,
-    work_inflight: bool,
-    next_work: Instant,
-    work_every: Duration,
-}
-
-enum Phase {
-    /// Not acquiring; `waiting`: between two `try_lock` calls (still wants the lock).
-    Idle {
-        until: Instant,
-        waiting: bool,
-    },
-    Acquiring {
-        m: Box<Acquire>,
-    },
-    Holding(Box<Holding>),
-}
-
-struct Inflight {
-    req_id: u64,
-    tag: Tag,
-}
-
-struct Client {
-    phase: Phase,
-    inflight: Option<Inflight>,
-    timer_gen: u64,
-    timer_at: Option<u64>,
+struct Cl {
+    host: SimHost,
+    client: LockClient<SimHost>,
     paused: bool,
     pause_gen: u64,
-    deferred: Vec<Ev>,
+    paused_until: u64,
+    pause_started: u64,
+    /// True time spent paused so far (calls' bounds exclude it).
+    paused_total: u64,
     dead: bool,
     sent: VecDeque<u64>,
-    /// Whether it believed it held the lock after the last event, and for which acquisition.
-    believed: bool,
-    last_acq: u64,
-    belief_end_at: Option<u64>,
-    /// The last acquisition met another holder (client.rs: the next one reads first).
-    contended: bool,
-    /// What the last `try_lock` saw (client.rs keeps it per key for the next `try_lock`).
-    observation: Option<Observation>,
-    paused_until: u64,
 }
 
-// --- liveness -----------------------------------------------------------------------------
+/// A belief: client `c` believes it holds the key (in its critical section, `status()`
+/// says held), for acquisition `acq`, until true time `until` unless something changes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Belief {
+    acq: u64,
+    until: u64,
+}
 
 struct Window {
     epoch: u64,
     start: u64,
-    /// The deadline's distance from `start`.
     bound: u64,
-    /// The bound a waiter that reads (a blocking `lock`) meets; `bound` is longer when only
-    /// `try_lock` loops wait (see `live_bound`).
-    tight: u64,
+}
+
+#[derive(Default)]
+struct KeyState {
+    beliefs: BTreeMap<usize, Belief>,
+    /// When a check of each believer's belief is scheduled (it may end then).
+    check_at: BTreeMap<usize, u64>,
+    overlaps_seen: BTreeSet<(u64, u64)>,
+    window: Option<Window>,
+    window_gen: u64,
+    item_changed_at: u64,
+    res_max_token: u64,
+    res_tokens: BTreeMap<u64, u64>,
+    fence_regressed: bool,
+    /// The item's creator (client) and creation time; ended lifetimes: creator, creation,
+    /// deletion, the highest token written in it.
+    life: Option<(usize, u64)>,
+    lives: Vec<(usize, u64, u64, u64)>,
+    /// Record versions of abandoned locks (their items may stay).
+    abandoned: BTreeSet<String>,
+    /// When each acquisition took effect at the table.
+    applied_at: BTreeMap<u64, u64>,
+    /// Versions written by each client's acquisition call in progress, and by its calls that
+    /// were cut short or gave up (with when).
+    writing: BTreeMap<usize, Vec<String>>,
+    cut_versions: BTreeMap<usize, (Vec<String>, u64)>,
 }
 
 // --- the world ----------------------------------------------------------------------------
@@ -264,23 +223,29 @@ pub struct RunResult {
     pub beyond_note: Option<String>,
     /// When the wait that came closest to the liveness bound began.
     pub live_max_at: Option<u64>,
-    /// The first known core issue seen, with its details.
-    pub known_note: Option<String>,
 }
 
 pub struct World {
     s: Scenario,
     rng: SimRng,
-    t: u64,
-    seq: u64,
+    kernel: KernelRef,
+    exec: Executor,
     queue: BinaryHeap<Queued>,
+    seq: u64,
+    t: u64,
     db: Db,
-    layout: Layout,
-    clients: Vec<Client>,
+    keys: Vec<LockKey>,
+    clients: Vec<Cl>,
+    app: AppRef,
+    app_tasks: BTreeSet<u64>,
+    keystate: Vec<KeyState>,
     next_req: u64,
+    polls_at: (u64, u32),
     chaos: bool,
     /// Since when liveness may be checked (calm and settled), if the network is calm.
     settled_at: Option<u64>,
+    outage: Option<(Outage, u64)>,
+    shut_down: bool,
     deaths: usize,
     trace: Trace,
     stats: Stats,
@@ -289,91 +254,83 @@ pub struct World {
     beyond_note: Option<String>,
     rvn_ids: HashMap<String, u32>,
     owner_ids: HashMap<String, i8>,
-    // invariants
-    overlaps_seen: HashSet<(u64, u64)>,
-    window: Option<Window>,
-    window_gen: u64,
-    item_changed_at: u64,
-    res_max_token: u64,
-    res_tokens: BTreeMap<u64, u64>,
+    calls_seen: u64,
+    /// Calls in progress as the world saw them start: client, true start, the client's
+    /// paused time then, the bound, the kind.
+    calls: BTreeMap<u64, (usize, u64, u64, Duration, CallKind)>,
     live_max_at: Option<u64>,
-    outage: Option<(Outage, u64)>,
-    /// A create restarted the token below an earlier one (documented as possible).
-    fence_regressed: bool,
-    /// The lock item's creator (client) and creation time; ended lifetimes: creator,
-    /// creation, deletion, the highest token written in it.
-    life: Option<(usize, u64)>,
-    lives: Vec<(usize, u64, u64, u64)>,
-    /// First known core issue seen (reported, not failed: see `FAIL_ON_KNOWN_CORE_ISSUES`).
-    known_note: Option<String>,
 }
 
 fn dur_ns(d: Duration) -> u64 {
     d.as_nanos() as u64
 }
 
-fn code_of(e: &Error) -> u8 {
-    match e {
-        Error::ConditionalCheckFailed { .. } => 1,
-        Error::Throttled { .. } => 2,
-        Error::Server { .. } => 3,
-        Error::Transport(_) => 4,
-        Error::Malformed { .. } => 5,
-        _ => 6,
-    }
-}
-
 impl World {
     pub fn new(seed: u64, echo: bool) -> World {
         let mut rng = SimRng::seeded(seed);
         let s = Scenario::generate(seed, &mut rng);
-        let db = Db::new(&s.table);
-        let layout = Layout::new(
-            s.table.clone(),
-            LockKey {
-                group: "sim".into(),
-                id: "the-lock".into(),
-            },
-        );
+        let mut db = Db::new(&s.table);
+        db.add_table(RESOURCE_TABLE, "pk", Some("sk"));
+        let keys: Vec<LockKey> = s
+            .keys
+            .iter()
+            .map(|(group, id)| LockKey {
+                group: group.clone(),
+                id: id.clone(),
+            })
+            .collect();
+        let kernel = KernelRef::new(Mutex::new(Kernel::default()));
         let mut owner_ids = HashMap::new();
-        for (i, c) in s.clients.iter().enumerate() {
-            owner_ids.entry(c.owner.clone()).or_insert(i as i8);
-        }
         let clients = s
             .clients
             .iter()
-            .map(|_| Client {
-                phase: Phase::Idle {
-                    until: Instant::ZERO,
-                    waiting: false,
-                },
-                inflight: None,
-                timer_gen: 0,
-                timer_at: None,
-                paused: false,
-                pause_gen: 0,
-                deferred: Vec::new(),
-                dead: false,
-                sent: VecDeque::new(),
-                believed: false,
-                last_acq: 0,
-                belief_end_at: None,
-                contended: false,
-                observation: None,
-                paused_until: 0,
+            .enumerate()
+            .map(|(i, cfg)| {
+                owner_ids.entry(cfg.owner.clone()).or_insert(i as i8);
+                let host = SimHost::new(kernel.clone(), i, cfg.clock.clone(), rng.u64());
+                let config = ClientConfig::new(
+                    "us-east-1",
+                    Credentials::new("AKIDSIMULATION", "simulated-secret", None),
+                )
+                .endpoint_url("http://127.0.0.1:8000")
+                .table(s.table.clone())
+                .request_timeout(cfg.request_timeout)
+                .owner_name(cfg.owner.clone());
+                let client = LockClient::new(host.clone(), config)
+                    .expect("the simulation's config is valid");
+                Cl {
+                    host,
+                    client,
+                    paused: false,
+                    pause_gen: 0,
+                    paused_until: 0,
+                    pause_started: 0,
+                    paused_total: 0,
+                    dead: false,
+                    sent: VecDeque::new(),
+                }
             })
             .collect();
+        let keystate = (0..keys.len()).map(|_| KeyState::default()).collect();
         let mut w = World {
             rng,
-            t: 0,
-            seq: 0,
+            kernel,
+            exec: Executor::default(),
             queue: BinaryHeap::new(),
+            seq: 0,
+            t: 0,
             db,
-            layout,
+            keys,
             clients,
+            app: AppRef::new(Mutex::new(AppShared::default())),
+            app_tasks: BTreeSet::new(),
+            keystate,
             next_req: 0,
+            polls_at: (0, 0),
             chaos: false,
             settled_at: Some(0),
+            outage: None,
+            shut_down: false,
             deaths: 0,
             trace: Trace::new(TRACE_TAIL, echo),
             stats: Stats::default(),
@@ -382,18 +339,9 @@ impl World {
             beyond_note: None,
             rvn_ids: HashMap::new(),
             owner_ids,
-            overlaps_seen: HashSet::new(),
-            window: None,
-            window_gen: 0,
-            item_changed_at: 0,
-            res_max_token: 0,
-            res_tokens: BTreeMap::new(),
+            calls_seen: 0,
+            calls: BTreeMap::new(),
             live_max_at: None,
-            outage: None,
-            fence_regressed: false,
-            life: None,
-            lives: Vec::new(),
-            known_note: None,
             s,
         };
         w.stats.runs = 1;
@@ -439,20 +387,11 @@ impl World {
         }
     }
 
-    fn now_of(&self, c: usize) -> Now {
-        self.s.clients[c].clock.now(self.t)
+    fn key_index(&self, key: &LockKey) -> Option<usize> {
+        self.keys.iter().position(|k| k == key)
     }
 
     // --- violations -----------------------------------------------------------------------
-
-    /// A known core issue (see `FAIL_ON_KNOWN_CORE_ISSUES`): the first is kept as a note.
-    fn known_issue(&mut self, msg: impl FnOnce() -> String) {
-        if FAIL_ON_KNOWN_CORE_ISSUES && !self.s.beyond {
-            self.violation("known", msg());
-        } else if self.known_note.is_none() {
-            self.known_note = Some(msg());
-        }
-    }
 
     fn violation(&mut self, kind: &str, msg: String) {
         let expected_beyond = self.s.beyond && (kind == "exclusion" || kind == "stale-write");
@@ -466,7 +405,9 @@ impl World {
             ("spin", _) => self.stats.v_spin += 1,
             ("model", _) => self.stats.v_model += 1,
             ("fence", _) => self.stats.v_fence += 1,
-            ("known", _) => self.stats.v_known += 1,
+            ("bound", _) => self.stats.v_bound += 1,
+            ("orphan", _) => self.stats.v_orphan += 1,
+            ("leak", _) => self.stats.v_leak += 1,
             _ => self.stats.v_other += 1,
         }
         let slot = if expected_beyond {
@@ -496,8 +437,9 @@ impl World {
     // --- main loop ------------------------------------------------------------------------
 
     pub fn run(mut self) -> RunResult {
-        let d = self.s.duration;
-        self.at(d, Ev::Stop);
+        let end = self.s.duration;
+        self.at(end, Ev::Shutdown);
+        self.at(end + self.s.final_settle, Ev::Final);
         if self.s.table.ttl_key_name().is_some() {
             let first = self.rng.range(500 * MS, 3 * SEC);
             self.at(first, Ev::TtlSweep);
@@ -508,150 +450,298 @@ impl World {
         }
         for c in 0..self.clients.len() {
             for i in 0..self.s.clients[c].clock.freezes.len() {
-                let (start, end) = self.s.clients[c].clock.freezes[i];
-                self.at(
-                    start,
-                    Ev::PauseStart {
-                        c,
-                        dur: end - start,
-                        suspend: true,
-                    },
-                );
+                let (start, stop) = self.s.clients[c].clock.freezes[i];
+                if stop <= end {
+                    self.at(
+                        start,
+                        Ev::PauseStart {
+                            c,
+                            dur: stop - start,
+                            suspend: true,
+                        },
+                    );
+                }
             }
         }
-        for c in 0..self.clients.len() {
-            let start = self.rng.range(0, SEC);
-            let until = self.s.clients[c].clock.mono(start);
-            self.clients[c].phase = Phase::Idle {
-                until,
-                waiting: false,
-            };
-            self.drive(c);
-        }
-        while let Some(q) = self.queue.pop() {
+        self.spawn_apps();
+        let mut done = false;
+        while !done && !self.stopped {
+            self.run_ready();
             if self.stopped {
                 break;
             }
-            self.t = q.t;
-            if matches!(q.ev, Ev::Stop) {
-                break;
+            let next_timer = lock(&self.kernel).next_timer();
+            let next_event = self.queue.peek().map(|q| q.t);
+            let t = match (next_timer, next_event) {
+                (None, None) => break,
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+            };
+            self.set_time(t);
+            if next_timer.is_some_and(|a| a <= t) {
+                let due = lock(&self.kernel).due_timers(t);
+                for w in due {
+                    w.wake();
+                }
+                continue;
             }
+            let q = self.queue.pop().expect("peeked");
             self.stats.events += 1;
+            if matches!(q.ev, Ev::Final) {
+                self.run_ready();
+                self.final_checks();
+                done = true;
+                continue;
+            }
             self.event(q.ev);
             if !self.stopped {
-                self.check_after_event();
+                self.check_beliefs();
             }
         }
         self.stats.virtual_ms = self.t / MS;
+        // Tear down: nothing runs any more; dropping the tasks runs their destructors.
+        lock(&self.kernel).shutdown = true;
+        self.exec.teardown();
         RunResult {
             seed: self.s.seed,
             hash: self.trace.hash(),
-            stats: self.stats,
-            failure: self.failure,
-            beyond_note: self.beyond_note,
+            stats: std::mem::take(&mut self.stats),
+            failure: self.failure.take(),
+            beyond_note: self.beyond_note.take(),
             live_max_at: self.live_max_at,
-            known_note: self.known_note,
         }
     }
 
-    fn event(&mut self, ev: Ev) {
-        // A paused process handles nothing; its events wait until it resumes, in order.
-        let client_of = match &ev {
-            Ev::Wake { c, .. }
-            | Ev::Response { c, .. }
-            | Ev::Timeout { c, .. }
-            | Ev::ResAck { c } => Some(*c),
-            _ => None,
-        };
-        if let Some(c) = client_of {
-            if self.clients[c].dead {
-                if matches!(ev, Ev::Response { .. }) {
-                    self.stats.late_responses += 1;
-                }
-                return;
-            }
-            if self.clients[c].paused {
-                self.clients[c].deferred.push(ev);
-                return;
+    fn set_time(&mut self, t: u64) {
+        self.t = t.max(self.t);
+        lock(&self.kernel).t = self.t;
+    }
+
+    fn true_now(&self) -> impl Fn() -> u64 + Send + 'static {
+        let k = self.kernel.clone();
+        move || lock(&k).t
+    }
+
+    fn spawn_apps(&mut self) {
+        let s = &self.s;
+        let mut apps = Vec::new();
+        for (c, cfg) in s.clients.iter().enumerate() {
+            let rt = cfg.request_timeout;
+            let bounds = Bounds {
+                lock_with_timeout: cfg.acquire_timeout.map(|t| t + 2 * rt + 10 * ms(1)),
+                try_lock: 8 * rt + 3 * Duration::from_secs(2),
+                release: cfg.lease + rt + cfg.prolong_every / 4 + ms(30),
+                write_if_held: 3 * rt + ms(100),
+            };
+            for task in &cfg.tasks {
+                let (group, id) = s.keys[task.key].clone();
+                apps.push((
+                    c,
+                    App {
+                        client: c,
+                        key: task.key,
+                        group,
+                        id,
+                        lock_client: self.clients[c].client.clone(),
+                        host: self.clients[c].host.clone(),
+                        shared: self.app.clone(),
+                        opts: cfg.opts.clone(),
+                        poll: cfg.poll,
+                        try_loop: task.try_loop,
+                        patient: task.try_loop
+                            || (cfg.acquire_timeout.is_none() && cfg.max_retry.is_none()),
+                        cuts: s.cuts.clone(),
+                        rng: SimRng::seeded(self.rng.u64()),
+                        idle_max: s.idle_max,
+                        hold_max: (s.hold_max_leases * cfg.lease.as_nanos() as f64) as u64,
+                        guarded_share: 0.5,
+                        check_pause: if self.s.chaos {
+                            s.faults.check_pause
+                        } else {
+                            0.0
+                        },
+                        pause_max: s.pause_max,
+                        bounds,
+                    },
+                ));
             }
         }
-        match ev {
-            Ev::Wake { c, epoch } => {
-                if self.clients[c].timer_gen == epoch {
-                    self.clients[c].timer_at = None;
-                    self.drive(c);
-                }
+        for (c, a) in apps {
+            let now = self.true_now();
+            let id = self.exec.spawn(c, Box::pin(a.run(now)));
+            self.app_tasks.insert(id);
+        }
+    }
+
+    /// Polls every ready task at the current instant, handling what each poll produced.
+    fn run_ready(&mut self) {
+        loop {
+            if self.stopped {
+                return;
             }
-            Ev::DbArrive { c, req_id, req } => self.db_arrive(c, req_id, *req),
-            Ev::Response { c, req_id, outcome } => self.on_response(c, req_id, *outcome),
-            Ev::Timeout { c, req_id } => {
-                if self.clients[c]
-                    .inflight
-                    .as_ref()
-                    .is_some_and(|f| f.req_id == req_id)
-                {
-                    self.stats.f_timeouts += 1;
-                    self.tr(Tr::Timeout {
+            let clients = &self.clients;
+            let Some(id) = self
+                .exec
+                .next_ready(|c| clients[c].paused || clients[c].dead)
+            else {
+                return;
+            };
+            if self.polls_at.0 == self.t {
+                self.polls_at.1 += 1;
+                if self.polls_at.1 > MAX_POLLS_PER_INSTANT {
+                    self.violation(
+                        "spin",
+                        format!("{MAX_POLLS_PER_INSTANT} task polls at one instant without time advancing"),
+                    );
+                    return;
+                }
+            } else {
+                self.polls_at = (self.t, 1);
+            }
+            self.stats.polls += 1;
+            let polled = self.exec.poll(id);
+            if polled.is_some_and(|(_, done)| done) {
+                self.app_tasks.remove(&id);
+            }
+            self.after_poll();
+        }
+    }
+
+    /// Handles what tasks produced: spawned tasks, requests, notes, resource writes.
+    fn after_poll(&mut self) {
+        let (spawned, outbox) = {
+            let mut k = lock(&self.kernel);
+            (
+                std::mem::take(&mut k.spawned),
+                std::mem::take(&mut k.outbox),
+            )
+        };
+        for (c, task) in spawned {
+            if !self.clients[c].dead {
+                self.exec.spawn(c, task);
+            }
+        }
+        for out in outbox {
+            self.net_send(out);
+        }
+        let (notes, res_out, new_calls) = {
+            let mut a = lock(&self.app);
+            let new_calls: Vec<(u64, usize, u64, Option<Duration>, CallKind)> = a
+                .calls
+                .range(self.calls_seen + 1..)
+                .map(|(id, call)| (*id, call.client, call.start, call.bound, call.kind))
+                .collect();
+            (
+                std::mem::take(&mut a.notes),
+                std::mem::take(&mut a.res_out),
+                new_calls,
+            )
+        };
+        for (id, client, start, bound, kind) in new_calls {
+            self.calls_seen = self.calls_seen.max(id);
+            if let Some(bound) = bound {
+                let paused = self.paused_so_far(client);
+                self.calls.insert(id, (client, start, paused, bound, kind));
+                self.at(start + dur_ns(bound), Ev::CallDeadline { call: id });
+            }
+        }
+        for n in notes {
+            self.on_note(n);
+        }
+        for r in res_out {
+            self.res_issue(r);
+        }
+        self.check_beliefs();
+    }
+
+    fn event(&mut self, ev: Ev) {
+        match ev {
+            Ev::DbArrive { c, req, op, slot } => self.db_arrive(c, req, *op, slot),
+            Ev::Reply {
+                c,
+                req,
+                slot,
+                reply,
+            } => {
+                if self.clients[c].dead {
+                    self.stats.late_responses += 1;
+                    return;
+                }
+                let status = match &reply {
+                    Ok(r) => r.status,
+                    Err(_) => 0,
+                };
+                if deliver(&slot, reply) {
+                    self.tr(Tr::Reply {
                         c: c as u8,
-                        req: req_id as u32,
+                        req: req as u32,
+                        status,
                     });
-                    self.deliver(c, Err(Error::Transport(TransportError::timeout())));
+                } else {
+                    self.stats.late_responses += 1;
+                    self.tr(Tr::Late {
+                        c: c as u8,
+                        req: req as u32,
+                    });
                 }
             }
             Ev::PauseStart { c, dur, suspend } => self.start_pause(c, dur, suspend),
             Ev::PauseEnd { c, epoch } => {
-                if self.clients[c].pause_gen == epoch
-                    && self.clients[c].paused
-                    && !self.clients[c].dead
-                {
-                    self.clients[c].paused = false;
+                let cl = &mut self.clients[c];
+                if cl.pause_gen == epoch && cl.paused && !cl.dead {
+                    cl.paused = false;
+                    cl.paused_total += self.t - cl.pause_started;
+                    self.exec.resume(c);
                     self.tr(Tr::Resume { c: c as u8 });
-                    let deferred = std::mem::take(&mut self.clients[c].deferred);
-                    for ev in deferred {
-                        self.event(ev);
-                        if self.stopped {
-                            return;
-                        }
-                    }
-                    self.drive(c);
                 }
             }
-            Ev::Die { c, acq } => {
-                let holding = matches!(&self.clients[c].phase, Phase::Holding(h) if h.acq == acq);
-                if holding && !self.clients[c].dead {
-                    self.clients[c].dead = true;
-                    self.clients[c].inflight = None;
-                    self.stats.f_deaths += 1;
-                    self.tr(Tr::Die { c: c as u8 });
-                }
-            }
+            Ev::Die { c, key, rvn } => self.die(c, key, &rvn),
             Ev::TtlSweep => {
                 let now_secs = server_wall(self.t).as_secs();
-                for acq in self.db.ttl_sweep(now_secs) {
+                for (key, _acq) in self.db.ttl_sweep(now_secs) {
                     self.stats.f_ttl_deletes += 1;
-                    self.item_changed_at = self.t;
-                    self.end_life();
-                    self.tr(Tr::Ttl { acq: acq as u32 });
+                    if let Some(k) = self.key_index(&key) {
+                        self.keystate[k].item_changed_at = self.t;
+                        self.end_life(k);
+                        self.tr(Tr::Ttl { key: k as u8 });
+                    }
                 }
-                let next = self.t + self.rng.range(500 * MS, 3 * SEC);
-                self.at(next, Ev::TtlSweep);
+                if !self.shut_down {
+                    let next = self.t + self.rng.range(500 * MS, 3 * SEC);
+                    self.at(next, Ev::TtlSweep);
+                }
             }
             Ev::Phase { index } => self.phase(index),
-            Ev::ResLand { c, acq, write } => self.res_land(c, acq, write),
-            Ev::ResAck { c } => {
-                if let Phase::Holding(h) = &mut self.clients[c].phase {
-                    h.work_inflight = false;
-                }
-                self.drive(c);
+            Ev::ResLand {
+                c,
+                key,
+                token,
+                rvn,
+                ack,
+            } => self.res_land(c, key, token, &rvn, ack),
+            Ev::ResAck { ack } => {
+                deliver(
+                    &ack,
+                    Ok(HttpResponse {
+                        status: 200,
+                        body: Vec::new(),
+                    }),
+                );
             }
-            Ev::BeliefEnd { c } => {
-                if self.clients[c].belief_end_at == Some(self.t) {
-                    self.clients[c].belief_end_at = None;
-                    self.tr(Tr::BeliefEnd { c: c as u8 });
-                }
-            }
-            Ev::LiveDeadline { epoch } => self.live_deadline(epoch),
+            Ev::Check => {}
+            Ev::LiveDeadline { key, epoch } => self.live_deadline(key, epoch),
+            Ev::CallDeadline { call } => self.call_deadline(call),
+            Ev::OrphanCheck {
+                c,
+                key,
+                call,
+                acquisitions,
+                paused,
+            } => self.orphan_check(c, key, call, acquisitions, paused),
             Ev::Outage { kind, until } => {
+                if self.shut_down {
+                    return;
+                }
                 self.stats.f_outages += 1;
                 self.outage = Some((kind, until));
                 self.tr(Tr::Outage {
@@ -659,23 +749,29 @@ impl World {
                     ms: ((until - self.t) / MS) as u32,
                 });
             }
-            Ev::Stop => {}
+            Ev::Shutdown => self.shutdown(),
+            Ev::Final => {}
         }
     }
 
     fn phase(&mut self, index: usize) {
+        if self.shut_down {
+            return;
+        }
         let chaos = self.s.phases[index].1;
         let end = self
             .s
             .phases
             .get(index + 1)
-            .map_or(self.s.duration, |p| p.0);
+            .map_or(self.s.duration, |p| p.0)
+            .min(self.s.duration);
         self.chaos = chaos;
         self.tr(Tr::Phase { chaos });
         if chaos {
             self.settled_at = None;
-            self.window = None;
-            // Outages, each within this phase (stragglers are covered by the settle time).
+            for w in &mut self.keystate {
+                w.window = None;
+            }
             for _ in 0..self.rng.range(0, self.s.faults.outages) {
                 if end < self.t + 2 * OUTAGE_LEN.0 {
                     break;
@@ -697,7 +793,6 @@ impl World {
                     },
                 );
             }
-            // Random process pauses during this chaos phase (Poisson per client).
             let rate = self.s.faults.pause_rate;
             if rate > 0.0 {
                 for c in 0..self.clients.len() {
@@ -728,9 +823,15 @@ impl World {
     /// Stops client `c` for `dur` (a suspend also stops its monotonic clock: see clock.rs).
     fn start_pause(&mut self, c: usize, dur: u64, suspend: bool) {
         let t = self.t;
+        if self.shut_down && !suspend {
+            return;
+        }
         let cl = &mut self.clients[c];
         if cl.dead || (cl.paused && cl.paused_until >= t + dur) {
             return;
+        }
+        if !cl.paused {
+            cl.pause_started = t;
         }
         cl.paused = true;
         cl.paused_until = t + dur;
@@ -749,440 +850,337 @@ impl World {
         self.at(t + dur, Ev::PauseEnd { c, epoch });
     }
 
-    // --- the client driver (mirrors src/client.rs) ------------------------------------------
-
-    fn set_timer(&mut self, c: usize, wake: Option<Instant>) {
-        let t = wake.map(|w| self.s.clients[c].clock.true_time_of(w, self.t));
-        if t == self.clients[c].timer_at {
+    fn die(&mut self, c: usize, key: usize, rvn: &str) {
+        if self.clients[c].dead || self.shut_down {
             return;
         }
-        let cl = &mut self.clients[c];
-        cl.timer_gen += 1;
-        cl.timer_at = t;
-        let epoch = cl.timer_gen;
-        if let Some(t) = t {
-            self.at(t, Ev::Wake { c, epoch });
+        let holding = {
+            let a = lock(&self.app);
+            a.holdings
+                .get(&(c, key))
+                .and_then(|h| h.lock.upgrade())
+                .map(|l| l.record().rvn)
+        };
+        // Only while it still holds that acquisition (versions move on with renewals).
+        let Some(current) = holding else { return };
+        if self.db.acq_of(&current).map(|(_, a)| a) != self.db.acq_of(rvn).map(|(_, a)| a) {
+            return;
         }
+        self.clients[c].dead = true;
+        self.exec.kill(c);
+        {
+            let mut a = lock(&self.app);
+            a.holdings.retain(|(k, _), _| *k != c);
+            a.waiting.retain(|(k, _), _| *k != c);
+            a.acquiring.retain(|(k, _), _| *k != c);
+        }
+        self.stats.f_deaths += 1;
+        self.tr(Tr::Die { c: c as u8 });
     }
 
-    fn check_sleep(&mut self, c: usize, what: &str, deadline: Instant, now: Now) -> bool {
-        if deadline <= now.mono {
-            self.violation(
-                "spin",
-                format!(
-                    "c{c} {what} returned Sleep({deadline:?}) at now {:?}: the deadline does not move forward",
-                    now.mono
-                ),
+    /// The applications stop (their futures dropped wherever they are), the network calms
+    /// down for good, and every live client calls `release_all`.
+    fn shutdown(&mut self) {
+        self.shut_down = true;
+        self.chaos = false;
+        self.outage = None;
+        self.settled_at = Some(self.t + self.s.settle);
+        self.tr(Tr::Shutdown);
+        for c in 0..self.clients.len() {
+            if self.clients[c].dead {
+                continue;
+            }
+            let apps = self.app_tasks.clone();
+            self.exec.cancel_client_tasks(c, |id| !apps.contains(&id));
+        }
+        self.app_tasks.clear();
+        {
+            let mut a = lock(&self.app);
+            a.holdings.clear();
+            a.waiting.clear();
+            a.acquiring.clear();
+            // Calls cut by the shutdown never end: forget them.
+            a.calls.clear();
+        }
+        for c in 0..self.clients.len() {
+            if self.clients[c].dead {
+                continue;
+            }
+            let cfg = &self.s.clients[c];
+            let bound = cfg.lease + cfg.request_timeout + cfg.prolong_every / 4 + ms(30);
+            let cut = if self.rng.chance(self.s.cuts.release_all) {
+                Some(self.rng.range(0, self.s.cuts.max_delay))
+            } else {
+                None
+            };
+            let task = app::shutdown(
+                self.clients[c].client.clone(),
+                self.clients[c].host.clone(),
+                self.app.clone(),
+                cut,
+                bound,
+                self.true_now(),
             );
-            return false;
+            self.exec.spawn(c, Box::pin(task));
         }
-        true
+        self.after_poll();
     }
 
-    /// Runs client `c` until it waits for something (a response, a timer, an ack).
-    fn drive(&mut self, c: usize) {
-        if self.stopped || self.clients[c].dead || self.clients[c].paused {
+    // --- notes from the applications ----------------------------------------------------
+
+    fn on_note(&mut self, n: Note) {
+        match n {
+            Note::Acquired {
+                client,
+                key,
+                rvn,
+                fence,
+            } => {
+                self.stats.acquired += 1;
+                self.keystate[key].writing.remove(&client);
+                self.keystate[key].cut_versions.remove(&client);
+                let Some((k, acq)) = self.db.acq_of(&rvn).map(|(k, a)| (k.clone(), a)) else {
+                    self.violation(
+                        "other",
+                        format!("c{client} acquired version {rvn} that the table never stored"),
+                    );
+                    return;
+                };
+                if k != self.keys[key] {
+                    self.violation("other", format!("c{client} acquired {rvn} of another key"));
+                    return;
+                }
+                if fence != self.db.fence_of_acq(&k, acq) {
+                    self.violation(
+                        "fence",
+                        format!(
+                            "c{client} acquired acquisition {acq} of k{key} with token {fence:?}, but it stored {:?}",
+                            self.db.fence_of_acq(&k, acq)
+                        ),
+                    );
+                }
+                let id = self.rvn_id(&rvn);
+                self.tr(Tr::Acquired {
+                    c: client as u8,
+                    key: key as u8,
+                    acq: acq as u32,
+                    rvn: id,
+                });
+                let lease = dur_ns(self.s.clients[client].lease);
+                if !self.shut_down
+                    && self.deaths < self.s.max_deaths
+                    && self.rng.chance(self.s.p_die)
+                {
+                    self.deaths += 1;
+                    let hold = (self.s.hold_max_leases * lease as f64) as u64;
+                    let when = self.t + self.rng.range(0, hold.max(1));
+                    self.at(
+                        when,
+                        Ev::Die {
+                            c: client,
+                            key,
+                            rvn,
+                        },
+                    );
+                }
+            }
+            Note::CallEnded { call, cut } => {
+                lock(&self.app).calls.remove(&call);
+                if !cut {
+                    self.judge_call(call, true);
+                }
+                self.calls.remove(&call);
+            }
+            Note::AcquireCut { client, key } => {
+                self.stats.cuts_acquire += 1;
+                self.remember_cut(client, key);
+                self.tr(Tr::App {
+                    c: client as u8,
+                    key: key as u8,
+                    what: "acquire cut",
+                });
+            }
+            Note::LockStarted { client, key, call } => self.lock_started(client, key, call),
+            Note::GaveUp { client, key } => {
+                self.stats.gave_up += 1;
+                self.remember_cut(client, key);
+            }
+            Note::Busy => self.stats.busy += 1,
+            Note::Lost { client, key, why } => {
+                match why {
+                    "stolen" => self.stats.loss_stolen += 1,
+                    "deleted" => self.stats.loss_deleted += 1,
+                    _ => self.stats.loss_expired += 1,
+                }
+                self.tr(Tr::App {
+                    c: client as u8,
+                    key: key as u8,
+                    what: why,
+                });
+            }
+            Note::HoldEnded { client, key, how } => {
+                match how {
+                    "drop" | "drop-after-loss" => self.stats.handles_dropped += 1,
+                    "abandon" => self.stats.abandoned += 1,
+                    _ => {}
+                }
+                self.tr(Tr::App {
+                    c: client as u8,
+                    key: key as u8,
+                    what: how,
+                });
+            }
+            Note::Released { how, .. } => match how {
+                "released" => self.stats.rel_released += 1,
+                "gone" => self.stats.rel_gone += 1,
+                "not-owner" => self.stats.rel_not_owner += 1,
+                "already-lost" => self.stats.rel_already_lost += 1,
+                _ => self.stats.rel_unconfirmed += 1,
+            },
+            Note::Abandoned { key, rvn } => {
+                self.keystate[key].abandoned.insert(rvn);
+            }
+            Note::Guarded { ok } => {
+                self.stats.guarded_writes += 1;
+                if ok {
+                    self.stats.guarded_accepted += 1;
+                }
+            }
+            Note::Unexpected(msg) => self.violation("other", msg),
+        }
+    }
+
+    fn remember_cut(&mut self, client: usize, key: usize) {
+        let ks = &mut self.keystate[key];
+        if let Some(v) = ks.writing.remove(&client) {
+            let entry = ks.cut_versions.entry(client).or_default();
+            entry.0.extend(v);
+            entry.1 = self.t;
+        }
+    }
+
+    /// A `lock()` starts: if the item is one this client's own cut or abandoned-by-timeout
+    /// acquisition left, it must not wait for it.
+    fn lock_started(&mut self, c: usize, key: usize, call: u64) {
+        let Some((versions, cut_at)) = self.keystate[key].cut_versions.get(&c).cloned() else {
+            return;
+        };
+        let lease = dur_ns(self.s.clients[c].lease);
+        if self.t > cut_at + 2 * lease || !self.calm_since(cut_at) {
             return;
         }
-        let mut phase = std::mem::replace(
-            &mut self.clients[c].phase,
-            Phase::Idle {
-                until: Instant::ZERO,
-                waiting: false,
+        let current = self
+            .db
+            .current(&self.keys[key])
+            .and_then(|i| LockRecord::from_item(i).ok());
+        let ours = current
+            .is_some_and(|r| r.owner == self.s.clients[c].owner && versions.contains(&r.rvn));
+        if !ours {
+            return;
+        }
+        self.stats.orphan_checks += 1;
+        let bound = 2 * dur_ns(self.s.clients[c].poll) + 300 * MS;
+        let acquisitions = self.db.acquisitions(&self.keys[key]);
+        let paused = self.paused_so_far(c);
+        self.at(
+            self.t + bound,
+            Ev::OrphanCheck {
+                c,
+                key,
+                call,
+                acquisitions,
+                paused,
             },
         );
-        let mut wake: Option<Instant> = None;
-        let mut steps = 0;
-        loop {
-            steps += 1;
-            if steps > 64 {
-                // Every pass either waits or moves to another phase; 64 passes at one instant
-                // is a loop (e.g. acquired and lost at once, over and over).
-                self.violation(
-                    "spin",
-                    format!("c{c}'s driver made 64 passes at one instant without waiting"),
-                );
-                break;
-            }
-            if self.stopped || self.clients[c].paused {
-                break;
-            }
-            let now = self.now_of(c);
-            let inflight = self.clients[c].inflight.is_some();
-            match &mut phase {
-                Phase::Idle { until, .. } => {
-                    if now.mono < *until {
-                        wake = Some(*until);
-                        break;
-                    }
-                    // As client.rs: an attempt continues the watch of the previous one (a
-                    // try_lock, or a lock that gave up); with an observation, or on a key
-                    // contended lately, it starts with a read.
-                    let cfg = &self.s.clients[c];
-                    let try_only = cfg.try_loop;
-                    let prior = self.clients[c].observation.clone();
-                    let read_first = prior.is_some() || self.clients[c].contended;
-                    let m = Acquire::new(
-                        self.layout.clone(),
-                        cfg.owner.clone(),
-                        cfg.opts.clone(),
-                        try_only,
-                        prior,
-                        read_first,
-                        self.rng.core_rng(),
-                        now,
-                    );
-                    self.tr(Tr::AcquireStart { c: c as u8 });
-                    phase = Phase::Acquiring { m: Box::new(m) };
-                }
-                Phase::Acquiring { m } => {
-                    if inflight {
-                        break;
-                    }
-                    match m.poll(now) {
-                        Step::Send(req) => {
-                            // Polling again before the answer must not send again.
-                            if !matches!(m.poll(now), Step::AwaitResponse) {
-                                self.violation("other", format!("c{c} acquire: second poll without a response did not await it"));
-                            }
-                            self.send(c, req, Tag::Acquire, now);
-                            break;
-                        }
-                        Step::Sleep(d) => {
-                            if self.check_sleep(c, "Acquire::poll", d, now) {
-                                wake = Some(d);
-                            }
-                            break;
-                        }
-                        Step::AwaitResponse => {
-                            self.violation(
-                                "other",
-                                format!("c{c} acquire awaits a response nothing was sent for"),
-                            );
-                            break;
-                        }
-                        Step::Done(result) => {
-                            self.clients[c].contended = m.contended();
-                            match result {
-                                Ok(a) => {
-                                    self.clients[c].observation = None;
-                                    match self.on_acquired(c, a, now) {
-                                        Some(h) => phase = Phase::Holding(Box::new(h)),
-                                        None => break,
-                                    }
-                                }
-                                Err(AcquireError::Busy(busy)) => {
-                                    // try_lock: come back when a takeover could be tried, or
-                                    // after a poll interval to notice a release.
-                                    self.stats.busy += 1;
-                                    let again = busy.retry_after.min(self.s.clients[c].poll);
-                                    self.clients[c].observation = Some(busy.observation);
-                                    phase = Phase::Idle {
-                                        until: now.mono + again,
-                                        waiting: true,
-                                    };
-                                }
-                                Err(
-                                    AcquireError::Timeout { .. } | AcquireError::MaxRetries { .. },
-                                ) => {
-                                    self.clients[c].observation = m.observation().cloned();
-                                    self.stats.gave_up += 1;
-                                    self.tr(Tr::GaveUp { c: c as u8 });
-                                    let idle = self.rng.range(0, self.s.idle_max);
-                                    phase = Phase::Idle {
-                                        until: now.mono + Duration::from_nanos(idle),
-                                        waiting: false,
-                                    };
-                                }
-                                Err(e) => {
-                                    self.violation("other", format!("c{c} acquire failed: {e:?}"));
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                }
-                Phase::Holding(h) => {
-                    // The application: stop using the lock at the end of its hold time, or
-                    // when it learns the lock is lost; release it (also after an expiry,
-                    // half of the time); never with a resource write still outstanding.
-                    if !h.releasing {
-                        if h.renew_over
-                            && (h.abandoned || !h.release_after_loss)
-                            && !h.work_inflight
-                        {
-                            let idle = self.rng.range(0, self.s.idle_max);
-                            phase = Phase::Idle {
-                                until: now.mono + Duration::from_nanos(idle),
-                                waiting: false,
-                            };
-                            continue;
-                        }
-                        let want =
-                            now.mono >= h.hold_until || (h.renew_over && h.release_after_loss);
-                        if want && !h.work_inflight && !h.abandoned && self.rng.chance(0.1) {
-                            // Drop the handle instead of releasing (client.rs `Drop for Lock`).
-                            h.abandoned = true;
-                            h.held.abandon();
-                            self.tr(Tr::Abandon { c: c as u8 });
-                        }
-                        if want && !h.work_inflight && !h.abandoned {
-                            h.releasing = true;
-                            h.held.begin_release();
-                            self.tr(Tr::ReleaseBegin { c: c as u8 });
-                            continue;
-                        }
-                    }
-                    if h.releasing {
-                        if inflight {
-                            break;
-                        }
-                        match h.held.poll_release(now) {
-                            Step::Send(req) => {
-                                self.send(c, req, Tag::Release, now);
-                                break;
-                            }
-                            Step::Sleep(d) => {
-                                if self.check_sleep(c, "Held::poll_release", d, now) {
-                                    wake = Some(d);
-                                }
-                                break;
-                            }
-                            Step::AwaitResponse => {
-                                self.violation(
-                                    "other",
-                                    format!("c{c} release awaits a response nothing was sent for"),
-                                );
-                                break;
-                            }
-                            Step::Done(r) => {
-                                self.on_released(c, &r);
-                                let idle = self.rng.range(0, self.s.idle_max);
-                                phase = Phase::Idle {
-                                    until: now.mono + Duration::from_nanos(idle),
-                                    waiting: false,
-                                };
-                                continue;
-                            }
-                        }
-                    }
-                    // Work on the protected resource while the lock has time left.
-                    if !h.renew_over && !h.abandoned && !h.work_inflight && now.mono >= h.next_work
-                    {
-                        h.next_work = now.mono + h.work_every;
-                        if h.held.remaining(now.mono) >= WORK_BUDGET {
-                            let write = if self.rng.chance(0.5) {
-                                match h.held.still_held(now.mono) {
-                                    Some(TransactItem::ConditionCheck(t)) => {
-                                        Some(ResWrite::Guarded(Box::new(t)))
-                                    }
-                                    other => {
-                                        self.violation(
-                                            "other",
-                                            format!("c{c} still_held while held: {other:?}"),
-                                        );
-                                        None
-                                    }
-                                }
-                            } else {
-                                match fence_token(&h.held, &self.db) {
-                                    Some(t) => Some(ResWrite::Token(t)),
-                                    None => {
-                                        self.violation(
-                                            "fence",
-                                            format!(
-                                                "c{c} holds acquisition {} without a fencing token",
-                                                h.acq
-                                            ),
-                                        );
-                                        None
-                                    }
-                                }
-                            };
-                            let Some(write) = write else { break };
-                            h.work_inflight = true;
-                            let acq = h.acq;
-                            self.issue_work(c, acq, write);
-                            if self.clients[c].paused {
-                                break;
-                            }
-                        }
-                    }
-                    let app_wake =
-                        (!h.work_inflight && !h.abandoned).then(|| h.next_work.min(h.hold_until));
-                    if h.renew_over || inflight {
-                        wake = app_wake;
-                        break;
-                    }
-                    match h.held.poll_renew(now) {
-                        Step::Send(req) => {
-                            if !matches!(
-                                h.held.poll_renew(now),
-                                Step::AwaitResponse | Step::Done(_)
-                            ) {
-                                self.violation("other", format!("c{c} renew: second poll without a response did not await it"));
-                            }
-                            self.send(c, req, Tag::Renew, now);
-                            wake = app_wake;
-                            break;
-                        }
-                        Step::Sleep(d) => {
-                            if self.check_sleep(c, "Held::poll_renew", d, now) {
-                                wake = Some(app_wake.map_or(d, |a| a.min(d)));
-                            }
-                            break;
-                        }
-                        Step::AwaitResponse => {
-                            self.violation(
-                                "other",
-                                format!("c{c} renew awaits a response nothing was sent for"),
-                            );
-                            break;
-                        }
-                        Step::Done(reason) => {
-                            h.renew_over = true;
-                            h.release_after_loss = matches!(reason, LossReason::Expired { .. })
-                                && self.rng.chance(0.5);
-                            self.on_lost(c, &reason);
-                        }
-                    }
-                }
-            }
+    }
+
+    fn calm_since(&self, t: u64) -> bool {
+        self.settled_at.is_some_and(|s| s <= t) && !self.chaos
+    }
+
+    fn orphan_check(&mut self, c: usize, key: usize, call: u64, acquisitions: u64, paused: u64) {
+        let pending = lock(&self.app).calls.contains_key(&call);
+        if !pending || self.clients[c].dead || self.paused_so_far(c) != paused {
+            return;
         }
-        self.clients[c].phase = phase;
-        if !self.clients[c].paused {
-            self.set_timer(c, wake);
+        if self.db.acquisitions(&self.keys[key]) != acquisitions || self.chaos {
+            return;
+        }
+        self.violation(
+            "orphan",
+            format!(
+                "c{c}'s lock() of k{key} is blocked by the item its own dropped acquisition left"
+            ),
+        );
+    }
+
+    /// True time client `c` has spent paused so far.
+    fn paused_so_far(&self, c: usize) -> u64 {
+        let cl = &self.clients[c];
+        cl.paused_total
+            + if cl.paused {
+                self.t - cl.pause_started
+            } else {
+                0
+            }
+    }
+
+    fn call_deadline(&mut self, call: u64) {
+        if let Some(again) = self.judge_call(call, false) {
+            self.at(again, Ev::CallDeadline { call });
         }
     }
 
-    fn on_acquired(&mut self, c: usize, a: Acquired, now: Now) -> Option<Holding> {
-        let Some(acq) = self.db.acq_of(&a.record.rvn) else {
+    /// Checks a call against its bound: its running time (true time, the caller's pauses
+    /// excluded) must not pass its bound on the caller's clock (stretched by the slowest
+    /// clock rate). Returns when to look again if it is still running.
+    fn judge_call(&mut self, call: u64, ended: bool) -> Option<u64> {
+        let &(client, start, paused_then, bound, kind) = self.calls.get(&call)?;
+        if self.clients[client].dead || self.shut_down && kind != CallKind::ReleaseAll {
+            return None;
+        }
+        let slow = 1.0 - self.s.rho_ppm as f64 / 1e6;
+        let allowed = (dur_ns(bound) as f64 / slow) as u64 + 5 * MS;
+        let paused = self.paused_so_far(client) - paused_then;
+        let ran = (self.t - start).saturating_sub(paused);
+        if ran > allowed {
             self.violation(
-                "other",
+                "bound",
                 format!(
-                    "c{c} acquired version {} that the table never stored",
-                    a.record.rvn
+                    "c{client}'s {kind:?} {} after {:.3}s (bound {bound:?} on its clock)",
+                    if ended {
+                        "returned"
+                    } else {
+                        "is still running"
+                    },
+                    ran as f64 / 1e9,
                 ),
             );
             return None;
-        };
-        if FENCE_SOURCE == FenceSource::Core && a.record.fence != self.db.fence_of_acq(acq) {
-            self.violation(
-                "fence",
-                format!(
-                    "c{c} acquired acquisition {acq} with token {:?}, but it stored {:?}",
-                    a.record.fence,
-                    self.db.fence_of_acq(acq)
-                ),
-            );
         }
-        let cfg = &self.s.clients[c];
-        let held = Held::new(self.layout.clone(), a, &cfg.opts, self.rng.core_rng());
-        let lease = dur_ns(cfg.lease);
-        let hold = (self.rng.unit() * self.s.hold_max_leases * lease as f64) as u64;
-        let work_every = Duration::from_millis(self.rng.range(50, 300));
-        self.stats.acquired += 1;
-        let rvn = held.record().rvn.clone();
-        let rvn = self.rvn_id(&rvn);
-        let valid_ms = (held.valid_until() - now.mono).as_millis() as u32;
-        self.tr(Tr::Acquired {
-            c: c as u8,
-            acq: acq as u32,
-            rvn,
-            valid_ms,
-        });
-        if self.deaths < self.s.max_deaths && self.rng.chance(self.s.p_die) {
-            self.deaths += 1; // reserved; counted in stats when it happens
-            let when = self.t + self.rng.range(0, hold.max(1));
-            self.at(when, Ev::Die { c, acq });
-        }
-        Some(Holding {
-            held,
-            acq,
-            hold_until: now.mono + Duration::from_nanos(hold),
-            releasing: false,
-            abandoned: false,
-            renew_over: false,
-            release_after_loss: false,
-            work_inflight: false,
-            next_work: now.mono,
-            work_every,
-        })
-    }
-
-    fn on_lost(&mut self, c: usize, reason: &LossReason) {
-        let why = match reason {
-            LossReason::Stolen { by } => {
-                let me = &self.s.clients[c].owner;
-                // (Not when another client shares the owner name: it may have taken over.)
-                let shared = self.s.clients.iter().filter(|k| &k.owner == me).count() > 1;
-                if !shared && by.as_ref().is_some_and(|r| &r.owner == me) {
-                    // Our own version (e.g. a duplicated renewal that applied) came back.
-                    self.stats.loss_stolen_by_self += 1;
-                    let rvn = by.as_ref().map(|r| r.rvn.clone()).unwrap_or_default();
-                    self.known_issue(|| {
-                        format!("c{c} reported its lock Stolen by itself: the refused renewal's item carries c{c}'s own version {rvn} (a duplicate of an earlier copy that applied)")
-                    });
-                    4
-                } else {
-                    self.stats.loss_stolen += 1;
-                    0
-                }
-            }
-            LossReason::Deleted => {
-                self.stats.loss_deleted += 1;
-                1
-            }
-            LossReason::Expired { .. } => {
-                self.stats.loss_expired += 1;
-                2
-            }
-            LossReason::Released => 3,
-            _ => 3,
-        };
-        self.tr(Tr::Lost { c: c as u8, why });
-    }
-
-    fn on_released(&mut self, c: usize, r: &Result<ReleaseOutcome, ReleaseError>) {
-        let how = match r {
-            Ok(ReleaseOutcome::Released) => {
-                self.stats.rel_released += 1;
-                0
-            }
-            Ok(ReleaseOutcome::AlreadyGone) => {
-                self.stats.rel_gone += 1;
-                1
-            }
-            Err(ReleaseError::NotOwner { .. }) => {
-                self.stats.rel_not_owner += 1;
-                2
-            }
-            Err(ReleaseError::AlreadyLost(_)) => {
-                self.stats.rel_already_lost += 1;
-                3
-            }
-            Err(ReleaseError::Unconfirmed(_)) => {
-                self.stats.rel_unconfirmed += 1;
-                4
-            }
-            Err(e) => {
-                self.violation("other", format!("c{c} release failed: {e:?}"));
-                5
-            }
-        };
-        self.tr(Tr::Released { c: c as u8, how });
+        (!ended).then(|| self.t + (allowed - ran).max(MS))
     }
 
     // --- network --------------------------------------------------------------------------
 
-    fn delay(&mut self) -> u64 {
-        self.rng.range(CALM_DELAY.0, CALM_DELAY.1)
-    }
-
-    fn send(&mut self, c: usize, req: Request, tag: Tag, now: Now) {
+    fn net_send(&mut self, out: Outgoing) {
+        let Outgoing {
+            client: c,
+            request,
+            slot,
+        } = out;
         self.next_req += 1;
-        let req_id = self.next_req;
-        self.clients[c].inflight = Some(Inflight { req_id, tag });
+        let req = self.next_req;
+        let op = match wire::decode_request(&request) {
+            Ok(op) => op,
+            Err(e) => {
+                self.violation(
+                    "model",
+                    format!("c{c} sent a request the model cannot read: {e}"),
+                );
+                return;
+            }
+        };
         // Storm check: requests of this client in the last second of true time.
         let t = self.t;
         let sent = &mut self.clients[c].sent;
@@ -1192,32 +1190,7 @@ impl World {
         }
         let in_window = sent.len();
         self.stats.max_req_per_client_sec = self.stats.max_req_per_client_sec.max(in_window as u64);
-        let (op, new, conds, n) = self.describe(&req);
-        match &req {
-            Request::Put(_) => self.stats.req_put += 1,
-            Request::Update(_) => self.stats.req_update += 1,
-            Request::Get(_) => self.stats.req_get += 1,
-            Request::Delete(_) => self.stats.req_delete += 1,
-        }
-        let expected = match tag {
-            Tag::Acquire => matches!(op, Op::Create | Op::Steal | Op::Get),
-            Tag::Renew => op == Op::Renew,
-            Tag::Release => matches!(op, Op::Release | Op::ReleaseKeep),
-        };
-        if !expected {
-            self.violation(
-                "other",
-                format!("c{c} {tag:?} machine sent a {op:?} request"),
-            );
-        }
-        self.tr(Tr::Send {
-            c: c as u8,
-            req: req_id as u32,
-            op,
-            new,
-            conds,
-            n,
-        });
+        self.describe_send(c, req, &op);
         if in_window > STORM_MAX_PER_SEC {
             self.violation(
                 "storm",
@@ -1226,59 +1199,148 @@ impl World {
                 ),
             );
         }
-        // The request timeout runs on the client's own clock (as `with_timeout` in client.rs).
-        let deadline = now.mono + self.s.clients[c].request_timeout;
-        let tt = self.s.clients[c].clock.true_time_of(deadline, self.t);
-        self.at(tt, Ev::Timeout { c, req_id });
-
         let f = self.s.faults.clone();
         if self.chaos && self.rng.chance(f.conn_error) {
             self.stats.f_conn_error += 1;
             self.tr(Tr::ConnError {
                 c: c as u8,
-                req: req_id as u32,
+                req: req as u32,
             });
             let d = self.rng.range(MS, 5 * MS);
             self.at(
                 self.t + d,
-                Ev::Response {
+                Ev::Reply {
                     c,
-                    req_id,
-                    outcome: Box::new(Err(Error::Transport(TransportError::new(
-                        "connection reset",
-                    )))),
+                    req,
+                    slot,
+                    reply: Err(TransportError::new("connection reset")),
                 },
             );
             return;
         }
         if self.outage_now() == Some(Outage::Blackhole) {
             self.stats.f_outage_hits += 1;
-            self.tr(Tr::ReqDropped { req: req_id as u32 });
+            self.tr(Tr::ReqDropped { req: req as u32 });
             return;
         }
         if self.chaos && self.rng.chance(f.req_drop) {
             self.stats.f_req_drop += 1;
-            self.tr(Tr::ReqDropped { req: req_id as u32 });
+            self.tr(Tr::ReqDropped { req: req as u32 });
             return;
         }
         let copies = if self.chaos && self.rng.chance(f.dup) {
             self.stats.f_dup += 1;
-            self.tr(Tr::ReqDup { req: req_id as u32 });
+            self.tr(Tr::ReqDup { req: req as u32 });
             2
         } else {
             1
         };
         for _ in 0..copies {
-            let d = self.hop_delay(req_id);
+            let d = self.hop_delay(req);
             self.at(
                 self.t + d,
                 Ev::DbArrive {
                     c,
-                    req_id,
-                    req: Box::new(req.clone()),
+                    req,
+                    op: Box::new(op.clone()),
+                    slot: slot.clone(),
                 },
             );
         }
+    }
+
+    /// Counts and traces a request; remembers the versions an acquisition call writes.
+    fn describe_send(&mut self, c: usize, req: u64, op: &WireOp) {
+        let s = |i: &Item, k: &str| i.get(k).and_then(AttributeValue::as_s).map(str::to_owned);
+        let (name, key, new, cond, n): (
+            &'static str,
+            Option<LockKey>,
+            Option<String>,
+            Option<String>,
+            u8,
+        ) = match op {
+            WireOp::Core(Request::Put(p)) => {
+                self.stats.req_put += 1;
+                (
+                    "create",
+                    self.lock_key_of(&p.item),
+                    s(&p.item, RVN),
+                    None,
+                    0,
+                )
+            }
+            WireOp::Core(Request::Get(g)) => {
+                self.stats.req_get += 1;
+                ("get", self.lock_key_of(&g.key), None, None, 0)
+            }
+            WireOp::Core(Request::Update(u)) => {
+                self.stats.req_update += 1;
+                let v = &u.expression_attribute_values;
+                let named = (0..)
+                    .take_while(|i| v.contains_key(&format!(":v{i}")))
+                    .count() as u8;
+                let (name, cond) = if v.contains_key(":observed") {
+                    ("steal", s(v, ":observed"))
+                } else if u.expression_attribute_names.contains_key("#lease") {
+                    ("release-keep", s(v, ":v0"))
+                } else {
+                    ("renew", s(v, ":v0"))
+                };
+                (name, self.lock_key_of(&u.key), s(v, ":rvn"), cond, named)
+            }
+            WireOp::Core(Request::Delete(d)) => {
+                self.stats.req_delete += 1;
+                let v = &d.expression_attribute_values;
+                let named = (0..)
+                    .take_while(|i| v.contains_key(&format!(":v{i}")))
+                    .count() as u8;
+                (
+                    "release",
+                    self.lock_key_of(&d.key),
+                    None,
+                    s(v, ":v0"),
+                    named,
+                )
+            }
+            WireOp::Transact(t) => {
+                self.stats.req_transact += 1;
+                let key = t.transact_items.iter().find_map(|i| match i {
+                    TransactItem::ConditionCheck(c) => self.lock_key_of(&c.key),
+                    _ => None,
+                });
+                ("transact", key, None, None, 0)
+            }
+        };
+        let k = key.as_ref().and_then(|k| self.key_index(k));
+        let new_id = new.as_deref().map_or(0, |r| self.rvn_id(r));
+        let cond_id = cond.as_deref().map_or(0, |r| self.rvn_id(r));
+        self.tr(Tr::Send {
+            c: c as u8,
+            req: req as u32,
+            key: k.map_or(255, |k| k as u8),
+            op: name,
+            new: new_id,
+            cond: cond_id,
+            n,
+        });
+        // A write while this client's acquisition call on the key is in progress is that
+        // call's (one application task per key and client).
+        if let (Some(k), Some(rvn)) = (k, new)
+            && matches!(name, "create" | "steal" | "renew")
+            && lock(&self.app).acquiring.contains_key(&(c, k))
+        {
+            self.keystate[k].writing.entry(c).or_default().push(rvn);
+        }
+    }
+
+    fn lock_key_of(&self, item: &Item) -> Option<LockKey> {
+        let t = &self.s.table;
+        let id = item.get(t.partition_key_name())?.as_s()?;
+        let group = item.get(t.sort_key_name())?.as_s()?;
+        Some(LockKey {
+            group: group.to_owned(),
+            id: id.to_owned(),
+        })
     }
 
     fn outage_now(&self) -> Option<Outage> {
@@ -1288,7 +1350,7 @@ impl World {
     }
 
     /// One network hop's delay: calm, or (in chaos) sometimes very long.
-    fn hop_delay(&mut self, req_id: u64) -> u64 {
+    fn hop_delay(&mut self, req: u64) -> u64 {
         if self.outage_now() == Some(Outage::Slow) {
             self.stats.f_outage_hits += 1;
             self.rng.range(LONG_DELAY.0, LONG_DELAY.1)
@@ -1296,306 +1358,260 @@ impl World {
             self.stats.f_long_delay += 1;
             let d = self.rng.range(LONG_DELAY.0, LONG_DELAY.1);
             self.tr(Tr::ReqLong {
-                req: req_id as u32,
+                req: req as u32,
                 ms: (d / MS) as u32,
             });
             d
         } else if self.chaos {
             self.rng.range(CHAOS_DELAY.0, CHAOS_DELAY.1)
         } else {
-            self.delay()
+            self.rng.range(CALM_DELAY.0, CALM_DELAY.1)
         }
     }
 
-    fn describe(&mut self, req: &Request) -> (Op, u32, [u32; 3], u8) {
-        let s = |i: &Item, k: &str| {
-            i.get(k)
-                .and_then(AttributeValue::as_s)
-                .unwrap_or("")
-                .to_owned()
+    fn reply(
+        &mut self,
+        c: usize,
+        req: u64,
+        op: &WireOp,
+        slot: SlotRef,
+        outcome: Result<WireOk, Error>,
+    ) {
+        let encoded = match wire::encode_response(op, &outcome) {
+            Ok(r) => r,
+            Err(e) => {
+                self.violation(
+                    "model",
+                    format!("could not encode the answer to #{req}: {e}"),
+                );
+                return;
+            }
         };
-        let mut conds = [0u32; 3];
-        match req {
-            Request::Put(p) => {
-                let new = self.rvn_id(&s(&p.item, RVN));
-                (Op::Create, new, conds, 0)
-            }
-            Request::Get(_) => (Op::Get, 0, conds, 0),
-            Request::Update(u) => {
-                let v = &u.expression_attribute_values;
-                let new = self.rvn_id(&s(v, ":rvn"));
-                if v.contains_key(":observed") {
-                    conds[0] = self.rvn_id(&s(v, ":observed"));
-                    (Op::Steal, new, conds, 1)
-                } else {
-                    let n = self.held_versions(v, &mut conds);
-                    // A release that keeps the item sets the lease (to zero); a renewal not.
-                    let keep = u.expression_attribute_names.contains_key("#lease");
-                    (
-                        if keep { Op::ReleaseKeep } else { Op::Renew },
-                        new,
-                        conds,
-                        n,
-                    )
-                }
-            }
-            Request::Delete(d) => {
-                let n = self.held_versions(&d.expression_attribute_values, &mut conds);
-                (Op::Release, 0, conds, n)
-            }
-        }
-    }
-
-    fn held_versions(&mut self, v: &Item, conds: &mut [u32; 3]) -> u8 {
-        let mut n = 0u8;
-        while let Some(x) = v.get(&format!(":v{n}")).and_then(AttributeValue::as_s) {
-            let x = x.to_owned();
-            if usize::from(n) < 3 {
-                conds[usize::from(n)] = self.rvn_id(&x);
-            }
-            n += 1;
-        }
-        n
-    }
-
-    fn db_arrive(&mut self, c: usize, req_id: u64, req: Request) {
-        let f = self.s.faults.clone();
-        let rq = req_id as u32;
         let outage = self.outage_now();
-        if matches!(outage, Some(Outage::Throttle | Outage::ServerErrors)) {
-            self.stats.f_outage_hits += 1;
-        }
-        let outcome: Outcome = if outage == Some(Outage::Throttle)
-            || self.chaos && self.rng.chance(f.throttle)
+        if outage == Some(Outage::LostResponses)
+            || self.chaos && self.rng.chance(self.s.faults.resp_drop)
         {
-            self.stats.f_throttle += 1;
-            self.tr(Tr::DbThrottled { req: rq });
-            Err(Error::Throttled {
-                code: "ProvisionedThroughputExceededException".into(),
-                message: "simulated".into(),
-            })
-        } else if outage == Some(Outage::ServerErrors) && self.rng.chance(0.5)
-            || self.chaos && self.rng.chance(f.e5xx_before)
-        {
-            self.stats.f_5xx_before += 1;
-            self.tr(Tr::DbServerError {
-                req: rq,
-                applied: false,
-                code: 3,
-            });
-            Err(Error::Server {
-                status: 500,
-                code: "InternalServerError".into(),
-                message: "simulated, not applied".into(),
-            })
-        } else {
-            let mut applied = match self.db.apply(&req) {
-                Ok(a) => a,
-                Err(e) => {
-                    self.violation("model", format!("request #{req_id} of c{c} refused by the simulated table: {e}\n  request: {req:?}"));
-                    return;
-                }
-            };
-            if let Some(e) = &applied.fence_error {
-                self.violation("fence", e.clone());
-            }
-            if let Some(r) = applied.regression.take() {
-                self.judge_regression(c, r);
-            }
-            match &applied.effect {
-                Effect::Nothing => {}
-                Effect::Acquired {
-                    steal, prev_owner, ..
-                } => {
-                    // A create or takeover is the progress a liveness window waits for, not a
-                    // reset of it (renewals, deletes and TTL re-anchor the window).
-                    if !*steal {
-                        self.life = Some((c, self.t));
-                    }
-                    if *steal {
-                        self.stats.acq_steal += 1;
-                        let me = &self.s.clients[c].owner;
-                        if prev_owner.as_deref() != Some(me.as_str()) {
-                            self.stats.takeovers += 1;
-                        }
-                    } else {
-                        self.stats.acq_create += 1;
-                    }
-                }
-                Effect::Renewed { .. } => self.item_changed_at = self.t,
-                Effect::Deleted { .. } => {
-                    self.item_changed_at = self.t;
-                    self.end_life();
-                }
-            }
-            let current = self.db.current().cloned();
-            match &applied.outcome {
-                Ok(ddb_lock::core::Response::Get(g)) => {
-                    let (item, owner) = self.item_ids(g.item.as_ref());
-                    self.tr(Tr::DbRead {
-                        req: rq,
-                        item,
-                        owner,
-                    });
-                }
-                Ok(_) => {
-                    let (item, owner) = self.item_ids(current.as_ref());
-                    let acq = match applied.effect {
-                        Effect::Acquired { acq, .. } | Effect::Renewed { acq } => acq as u32,
-                        _ => 0,
-                    };
-                    self.tr(Tr::DbApplied {
-                        req: rq,
-                        acq,
-                        item,
-                        owner,
-                    });
-                }
-                Err(_) => {
-                    let (item, owner) = self.item_ids(current.as_ref());
-                    self.tr(Tr::DbCondFailed {
-                        req: rq,
-                        item,
-                        owner,
-                    });
-                }
-            }
-            if outage == Some(Outage::ServerErrors) || self.chaos && self.rng.chance(f.e5xx_after) {
-                self.stats.f_5xx_after += 1;
-                self.tr(Tr::DbServerError {
-                    req: rq,
-                    applied: true,
-                    code: 3,
-                });
-                Err(Error::Server {
-                    status: 503,
-                    code: "ServiceUnavailable".into(),
-                    message: "simulated, applied".into(),
-                })
-            } else if self.chaos && self.rng.chance(f.malformed_after) {
-                self.stats.f_malformed_after += 1;
-                self.tr(Tr::DbServerError {
-                    req: rq,
-                    applied: true,
-                    code: 5,
-                });
-                Err(Error::Malformed {
-                    status: 200,
-                    reason: "simulated truncated body".into(),
-                })
-            } else {
-                applied.outcome
-            }
-        };
-        if outage == Some(Outage::LostResponses) || self.chaos && self.rng.chance(f.resp_drop) {
             self.stats.f_resp_drop += 1;
-            self.tr(Tr::RespDropped { req: rq });
+            self.tr(Tr::RespDropped { req: req as u32 });
             return;
         }
-        let d = self.hop_delay(req_id);
+        let d = self.hop_delay(req);
         self.at(
             self.t + d,
-            Ev::Response {
+            Ev::Reply {
                 c,
-                req_id,
-                outcome: Box::new(outcome),
+                req,
+                slot,
+                reply: Ok(encoded),
             },
         );
     }
 
-    fn on_response(&mut self, c: usize, req_id: u64, outcome: Outcome) {
-        if self.clients[c]
-            .inflight
-            .as_ref()
-            .is_none_or(|f| f.req_id != req_id)
-        {
-            self.stats.late_responses += 1;
-            self.tr(Tr::Late {
-                c: c as u8,
-                req: req_id as u32,
-            });
-            return;
+    fn db_arrive(&mut self, c: usize, req: u64, op: WireOp, slot: SlotRef) {
+        let f = self.s.faults.clone();
+        let rq = req as u32;
+        let outage = self.outage_now();
+        if matches!(outage, Some(Outage::Throttle | Outage::ServerErrors)) {
+            self.stats.f_outage_hits += 1;
         }
-        let (ok, code) = match &outcome {
-            Ok(_) => (true, 0),
-            Err(e) => (false, code_of(e)),
-        };
-        self.tr(Tr::Resp {
-            c: c as u8,
-            req: req_id as u32,
-            ok,
-            code,
-        });
-        self.deliver(c, outcome);
-    }
-
-    /// Hands the outcome of the in-flight request to the machine that sent it.
-    fn deliver(&mut self, c: usize, outcome: Outcome) {
-        let Some(f) = self.clients[c].inflight.take() else {
-            return;
-        };
-        let now = self.now_of(c);
-        match (&mut self.clients[c].phase, f.tag) {
-            (Phase::Acquiring { m }, Tag::Acquire) => m.handle(now, outcome),
-            (Phase::Holding(h), Tag::Renew | Tag::Release) => h.held.handle(now, outcome),
-            _ => {
+        if outage == Some(Outage::Throttle) || self.chaos && self.rng.chance(f.throttle) {
+            self.stats.f_throttle += 1;
+            self.tr(Tr::Db {
+                req: rq,
+                what: "throttled",
+                item: 0,
+                owner: -1,
+            });
+            let e = Error::Throttled {
+                code: "ProvisionedThroughputExceededException".into(),
+                message: "simulated".into(),
+            };
+            return self.reply(c, req, &op, slot, Err(e));
+        }
+        if outage == Some(Outage::ServerErrors) && self.rng.chance(0.5)
+            || self.chaos && self.rng.chance(f.e5xx_before)
+        {
+            self.stats.f_5xx_before += 1;
+            self.tr(Tr::Db {
+                req: rq,
+                what: "5xx before",
+                item: 0,
+                owner: -1,
+            });
+            let e = Error::Server {
+                status: 500,
+                code: "InternalServerError".into(),
+                message: "simulated, not applied".into(),
+            };
+            return self.reply(c, req, &op, slot, Err(e));
+        }
+        let applied = match self.db.apply_wire(&op) {
+            Ok(a) => a,
+            Err(e) => {
                 self.violation(
-                    "other",
-                    format!("c{c} got a {:?} response in another phase", f.tag),
+                    "model",
+                    format!("request #{req} of c{c} refused by the simulated table: {e}\n  request: {op:?}"),
                 );
                 return;
             }
+        };
+        for e in &applied.fence_errors {
+            self.violation("fence", e.clone());
         }
-        self.drive(c);
+        for r in applied.regressions.clone() {
+            self.judge_regression(c, r);
+        }
+        for effect in &applied.effects {
+            self.on_effect(c, effect);
+        }
+        // What the table looks like now (for the trace).
+        let key = match &op {
+            WireOp::Core(Request::Put(p)) => self.lock_key_of(&p.item),
+            WireOp::Core(Request::Get(g)) => self.lock_key_of(&g.key),
+            WireOp::Core(Request::Update(u)) => self.lock_key_of(&u.key),
+            WireOp::Core(Request::Delete(d)) => self.lock_key_of(&d.key),
+            WireOp::Transact(_) => None,
+        };
+        let current = key.as_ref().and_then(|k| self.db.current(k).cloned());
+        let (item, owner) = self.item_ids(current.as_ref());
+        let what = match (&applied.outcome, &op) {
+            (Ok(_), WireOp::Core(Request::Get(_))) => "read",
+            (Ok(_), _) => "applied",
+            (Err(Error::ConditionalCheckFailed { .. }), _) => "ccf",
+            (Err(Error::TransactionCanceled { .. }), _) => "cancelled",
+            (Err(_), _) => "error",
+        };
+        self.tr(Tr::Db {
+            req: rq,
+            what,
+            item,
+            owner,
+        });
+        if let (Ok(_), WireOp::Transact(t)) = (&applied.outcome, &op) {
+            self.guarded_landed(c, t);
+        }
+        let outcome = if outage == Some(Outage::ServerErrors)
+            || self.chaos && self.rng.chance(f.e5xx_after)
+        {
+            self.stats.f_5xx_after += 1;
+            self.tr(Tr::Db {
+                req: rq,
+                what: "5xx after",
+                item,
+                owner,
+            });
+            Err(Error::Server {
+                status: 503,
+                code: "ServiceUnavailable".into(),
+                message: "simulated, applied".into(),
+            })
+        } else if self.chaos && self.rng.chance(f.malformed_after) {
+            self.stats.f_malformed_after += 1;
+            Err(Error::Malformed {
+                status: 200,
+                reason: "simulated truncated body".into(),
+            })
+        } else {
+            applied.outcome
+        };
+        self.reply(c, req, &op, slot, outcome);
     }
 
-    // --- the protected resource ---------------------------------------------------------------
+    fn on_effect(&mut self, c: usize, effect: &Effect) {
+        match effect {
+            Effect::Nothing => {}
+            Effect::Acquired {
+                key,
+                acq,
+                steal,
+                prev_owner,
+            } => {
+                let Some(k) = self.key_index(key) else { return };
+                // Progress, or an item nobody will believe in (its acquisition was cut):
+                // either way the wait is measured again from here.
+                self.keystate[k].item_changed_at = self.t;
+                self.keystate[k].applied_at.insert(*acq, self.t);
+                if *steal {
+                    self.stats.acq_steal += 1;
+                    if prev_owner.as_deref() != Some(self.s.clients[c].owner.as_str()) {
+                        self.stats.takeovers += 1;
+                    }
+                } else {
+                    self.stats.acq_create += 1;
+                    self.keystate[k].life = Some((c, self.t));
+                }
+            }
+            Effect::Renewed { key, .. } => {
+                if let Some(k) = self.key_index(key) {
+                    self.keystate[k].item_changed_at = self.t;
+                }
+            }
+            Effect::Deleted { key, .. } => {
+                if let Some(k) = self.key_index(key) {
+                    self.keystate[k].item_changed_at = self.t;
+                    self.end_life(k);
+                }
+            }
+        }
+    }
 
-    fn issue_work(&mut self, c: usize, acq: u64, write: ResWrite) {
+    // --- the protected resource -----------------------------------------------------------
+
+    fn res_issue(&mut self, r: app::ResOut) {
         self.stats.work_writes += 1;
         self.tr(Tr::Work {
-            c: c as u8,
-            token: match &write {
-                ResWrite::Token(t) => Some(*t),
-                ResWrite::Guarded(_) => None,
-            },
+            c: r.client as u8,
+            key: r.key as u8,
+            token: r.token,
         });
         let mut delay = self.rng.range(RES_DELAY.0, RES_DELAY.1);
         if self.chaos && self.rng.chance(self.s.faults.res_long) {
             self.stats.f_res_long += 1;
             delay += self.rng.range(500 * MS, 3 * SEC);
         }
-        if self.chaos && self.rng.chance(self.s.faults.check_pause) {
+        if r.pause > 0 && self.chaos && !self.shut_down {
             // A pause right after the check, before the write leaves the process.
-            let dur = self.rng.range(MS, self.s.pause_max);
             self.stats.f_check_pauses += 1;
-            self.start_pause(c, dur, false);
-            delay += dur;
+            self.start_pause(r.client, r.pause, false);
+            delay += r.pause;
         }
-        self.at(self.t + delay, Ev::ResLand { c, acq, write });
+        self.at(
+            self.t + delay,
+            Ev::ResLand {
+                c: r.client,
+                key: r.key,
+                token: r.token,
+                rvn: r.rvn,
+                ack: r.ack,
+            },
+        );
     }
 
-    /// The item is gone (deleted, TTL): remember its lifetime and the token it ended with
-    /// (`fence_of_acq` of the newest acquisition, the highest within one lifetime).
-    fn end_life(&mut self) {
-        if let Some((creator, born)) = self.life.take() {
-            let token = self.db.fence_of_acq(self.db.acquisitions).unwrap_or(0);
-            self.lives.push((creator, born, self.t, token));
+    /// The item of key `k` is gone (deleted, TTL): remember its lifetime and the token it
+    /// ended with.
+    fn end_life(&mut self, k: usize) {
+        let key = self.keys[k].clone();
+        let acqs = self.db.acquisitions(&key);
+        let token = self.db.fence_of_acq(&key, acqs).unwrap_or(0);
+        let ks = &mut self.keystate[k];
+        if let Some((creator, born)) = ks.life.take() {
+            ks.lives.push((creator, born, self.t, token));
         }
     }
 
-    /// A create restarted the token below an earlier one. The core documents this as possible
-    /// when the creators' clocks are further apart than the deleted item lived; anything else
-    /// is a violation.
+    /// A create restarted the token below an earlier one: documented when the creators'
+    /// clocks are further apart than the deleted item lived, or when the create was sent
+    /// while that item still existed and landed after its deletion (`fence_base`).
     fn judge_regression(&mut self, c: usize, r: Regression) {
-        // By client, not owner name: two clients may share an owner (one LockClient, two tasks).
-        let offset = |k: usize| i128::from(self.s.clients[k].clock.wall_offset_ns);
-        // A create's token is its sender's wall clock in ms times 2^16: when was it sent?
-        let sent_at =
-            |token: u64, k: usize| i128::from(token >> 16) * i128::from(MS) - EPOCH_NS - offset(k);
-        let sent = sent_at(r.new_token, c);
-        // The earlier item lifetime that holds the highest token.
-        let top = self
+        let Some(k) = self.key_index(&r.key) else {
+            return;
+        };
+        let offset = |w: &World, x: usize| i128::from(w.s.clients[x].clock.wall_offset_ns);
+        let sent_at = |w: &World, token: u64, x: usize| {
+            i128::from(token >> 16) * i128::from(MS) - EPOCH_NS - offset(w, x)
+        };
+        let sent = sent_at(self, r.new_token, c);
+        let top = self.keystate[k]
             .lives
             .iter()
             .filter(|l| l.3 >= r.new_token)
@@ -1608,53 +1624,43 @@ impl World {
             );
             return;
         };
-        let skew = offset(creator) - offset(c);
-        // Documented: the new create was sent after that item was deleted, and the clocks are
-        // further apart than the time between the two creates. Late: it was sent while that
-        // item still existed (delayed in the network, or ambiguous) and landed after it.
+        let skew = offset(self, creator) - offset(self, c);
         let late = sent < i128::from(died);
-        let explained = skew + i128::from(MS) >= sent - sent_at(token, creator);
-        let detail = format!(
-            "the item created by c{creator} at {:.6}s (token {token}) was deleted at {:.6}s (lifetime {:.3}ms); this create was sent at {:.6}s; c{c}'s wall clock is {:.3}ms behind c{creator}'s",
-            born as f64 / 1e9,
-            died as f64 / 1e9,
-            (died - born) as f64 / 1e6,
-            sent as f64 / 1e9,
-            skew as f64 / 1e6,
-        );
-        self.fence_regressed = true;
-        let msg = format!(
-            "c{c}'s create wrote fencingToken {} <= {} (the highest so far): {detail}",
-            r.new_token, r.max_token
-        );
+        let explained = skew + i128::from(MS) >= sent - sent_at(self, token, creator);
+        self.keystate[k].fence_regressed = true;
         if late {
             self.stats.fence_regressions_late_create += 1;
-            self.tr(Tr::FenceRegression { documented: false });
-            self.known_issue(|| msg);
+            self.tr(Tr::FenceRegression { documented: true });
         } else if explained {
             self.stats.fence_regressions += 1;
             self.tr(Tr::FenceRegression { documented: true });
         } else {
-            // Neither: the token is not what `fence_base` says it is.
             self.stats.fence_regressions_undocumented += 1;
-            self.violation("fence", msg);
+            self.violation(
+                "fence",
+                format!(
+                    "c{c}'s create wrote fencingToken {} <= {}: the item created by c{creator} at {:.6}s (token {token}) was deleted at {:.6}s; this create was sent at {:.6}s",
+                    r.new_token,
+                    r.max_token,
+                    born as f64 / 1e9,
+                    died as f64 / 1e9,
+                    sent as f64 / 1e9,
+                ),
+            );
         }
     }
 
-    fn res_land(&mut self, c: usize, acq: u64, write: ResWrite) {
+    fn res_land(&mut self, c: usize, k: usize, token: u64, rvn: &str, ack: SlotRef) {
+        let key = self.keys[k].clone();
+        let acq = self.db.acq_of(rvn).map_or(0, |(_, a)| a);
         // Stale: a newer acquisition took effect at the table before this write landed.
-        let stale = acq < self.db.acquisitions;
-        let token = match write {
-            ResWrite::Token(t) => t,
-            ResWrite::Guarded(target) => {
-                self.guarded_land(c, acq, stale, &target);
-                return;
-            }
-        };
-        let accepted = !FENCED_RESOURCE || token >= self.res_max_token;
+        let stale = acq < self.db.acquisitions(&key);
+        let ks = &self.keystate[k];
+        let accepted = !FENCED_RESOURCE || token >= ks.res_max_token;
         self.tr(Tr::Land {
             c: c as u8,
-            token: Some(token),
+            key: k as u8,
+            token,
             stale,
             accepted,
         });
@@ -1666,208 +1672,183 @@ impl World {
             self.violation(
                 "stale-write",
                 format!(
-                    "c{c}'s resource write of acquisition {acq} landed after acquisition {} took effect",
-                    self.db.acquisitions
+                    "c{c}'s resource write of acquisition {acq} of k{k} landed after acquisition {} took effect",
+                    self.db.acquisitions(&key)
                 ),
             );
         }
+        let regressed = self.keystate[k].fence_regressed;
         if accepted {
-            self.res_max_token = self.res_max_token.max(token);
-            // Tokens must order writes as the table ordered the acquisitions.
-            let below = self.res_tokens.range(..acq).next_back().map(|(_, t)| *t);
-            let above = self.res_tokens.range(acq + 1..).next().map(|(_, t)| *t);
+            let ks = &mut self.keystate[k];
+            ks.res_max_token = ks.res_max_token.max(token);
+            let below = ks.res_tokens.range(..acq).next_back().map(|(_, t)| *t);
+            let above = ks.res_tokens.range(acq + 1..).next().map(|(_, t)| *t);
+            ks.res_tokens.insert(acq, token);
             if below.is_some_and(|b| b >= token) || above.is_some_and(|a| a <= token) {
-                if self.fence_regressed {
+                if regressed {
                     self.stats.fence_misorder_after_regression += 1;
                 } else {
                     self.violation(
                         "fence",
-                        format!("token {token} of acquisition {acq} is out of order with {below:?}/{above:?}"),
+                        format!("token {token} of acquisition {acq} of k{k} is out of order with {below:?}/{above:?}"),
                     );
                 }
             }
-            self.res_tokens.insert(acq, token);
         } else {
             self.stats.fence_rejected += 1;
-            if !stale && self.fence_regressed {
+            if !stale && regressed {
                 self.stats.fence_misorder_after_regression += 1;
             } else if !stale {
                 self.violation(
                     "fence",
-                    format!("the current holder c{c}'s write (token {token}, acquisition {acq}) was rejected: tokens are not monotonic"),
+                    format!("the current holder c{c}'s write (token {token}, acquisition {acq} of k{k}) was rejected: tokens are not monotonic"),
                 );
             }
         }
         let d = self.rng.range(RES_DELAY.0, RES_DELAY.1);
-        self.at(self.t + d, Ev::ResAck { c });
+        self.at(self.t + d, Ev::ResAck { ack });
     }
 
-    /// `write_if_held` landing: its condition check and its write are one transaction.
-    fn guarded_land(&mut self, c: usize, acq: u64, stale: bool, t: &TransactTarget) {
-        self.stats.guarded_writes += 1;
-        let key_ok = t.table_name == self.s.table.name() && t.key == self.layout.key_item();
-        let accepted = match (key_ok, t.condition_expression.as_deref()) {
-            (true, Some(cond)) => check_condition(
-                cond,
-                &t.expression_attribute_names,
-                &t.expression_attribute_values,
-                self.db.current(),
-            ),
-            _ => Err(format!(
-                "still_held is not a condition on the lock item: {t:?}"
-            )),
-        };
-        let accepted = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                self.violation("model", format!("c{c}'s guarded write refused: {e}"));
-                return;
+    /// A `write_if_held` transaction applied: its writer's acquisition must be current.
+    fn guarded_landed(&mut self, c: usize, t: &ddb_lock::dynamodb::TransactWriteItems) {
+        for item in &t.transact_items {
+            let TransactItem::Put(p) = item else { continue };
+            if p.table_name != RESOURCE_TABLE {
+                continue;
             }
-        };
-        self.tr(Tr::Land {
-            c: c as u8,
-            token: None,
-            stale,
-            accepted,
-        });
-        if stale {
-            self.stats.stale_landed += 1;
-        }
-        match (accepted, stale) {
-            (true, true) => self.violation(
-                "fence",
-                format!("c{c}'s write_if_held of acquisition {acq} was accepted after acquisition {} took effect", self.db.acquisitions),
-            ),
-            (true, false) => self.stats.guarded_accepted += 1,
-            (false, true) => self.stats.guarded_rejected_stale += 1,
-            // The lock is still this acquisition's, but not in a version the check names:
-            // a renewal that was in flight when the check was built has landed since.
-            (false, false) => self.stats.guarded_rejected_current += 1,
-        }
-        let d = self.rng.range(RES_DELAY.0, RES_DELAY.1);
-        self.at(self.t + d, Ev::ResAck { c });
-    }
-
-    // --- invariants after every event ----------------------------------------------------
-
-    /// Whether client `c` believes it holds the lock at the current true time: alive, in its
-    /// hold (not releasing), and not lost by its own clock now.
-    fn believes(&self, c: usize) -> Option<&Holding> {
-        let cl = &self.clients[c];
-        match &cl.phase {
-            Phase::Holding(h) if !cl.dead && !h.releasing && !h.abandoned => {
-                let now = self.s.clients[c].clock.mono(self.t);
-                h.held.lost(now).is_none().then_some(&**h)
+            let Some(by) = p.item.get(RESOURCE_BY).and_then(AttributeValue::as_s) else {
+                continue;
+            };
+            let Some((key, acq)) = self.db.acq_of(by).map(|(k, a)| (k.clone(), a)) else {
+                continue;
+            };
+            let stale = acq < self.db.acquisitions(&key);
+            let k = self.key_index(&key).unwrap_or(0);
+            self.tr(Tr::Guarded {
+                c: c as u8,
+                key: k as u8,
+                stale,
+            });
+            if stale {
+                self.violation(
+                    "fence",
+                    format!("c{c}'s write_if_held of acquisition {acq} of k{k} was applied after acquisition {} took effect", self.db.acquisitions(&key)),
+                );
             }
-            _ => None,
         }
     }
 
-    fn check_after_event(&mut self) {
-        let n = self.clients.len();
-        let mut holders: Vec<(usize, u64)> = Vec::new();
-        for c in 0..n {
-            let b = self.believes(c).map(|h| (h.acq, h.held.valid_until()));
-            match b {
-                Some((acq, until)) => {
-                    holders.push((c, acq));
-                    let cl = &self.clients[c];
-                    if !cl.believed && cl.last_acq == acq {
-                        self.stats.resurrections += 1;
-                        self.trace.push(
-                            self.t,
-                            Tr::Resurrect {
-                                c: c as u8,
-                                acq: acq as u32,
-                            },
-                        );
-                        self.known_issue(|| {
-                            format!("c{c}'s lock (acquisition {acq}) counted as expired by its clock, then held again: a renewal's answer came after valid_until and extended the lease")
+    // --- invariants -----------------------------------------------------------------------
+
+    /// Re-evaluates every application's belief; checks exclusion and feeds liveness.
+    fn check_beliefs(&mut self) {
+        type Seen = ((usize, usize), Option<Arc<app::SimLock>>, bool);
+        let holdings: Vec<Seen> = {
+            let a = lock(&self.app);
+            a.holdings
+                .iter()
+                .map(|(k, h)| (*k, h.lock.upgrade(), h.in_cs))
+                .collect()
+        };
+        let mut now_beliefs: Vec<BTreeMap<usize, Belief>> = vec![BTreeMap::new(); self.keys.len()];
+        for ((c, k), l, in_cs) in &holdings {
+            let (Some(l), true) = (l, *in_cs) else {
+                continue;
+            };
+            if self.clients[*c].dead {
+                continue;
+            }
+            let LockStatus::Held { remaining, .. } = l.status() else {
+                continue;
+            };
+            let rvn = l.record().rvn;
+            let acq = self.db.acq_of(&rvn).map_or(0, |(_, a)| a);
+            let clock = &self.s.clients[*c].clock;
+            let until = clock.true_time_of(clock.mono(self.t) + remaining, self.t);
+            now_beliefs[*k].insert(*c, Belief { acq, until });
+        }
+        drop(holdings);
+        for (k, beliefs) in now_beliefs.into_iter().enumerate() {
+            let old = std::mem::take(&mut self.keystate[k].beliefs);
+            for (c, b) in &beliefs {
+                if old.get(c) != Some(b) {
+                    let pending = self.keystate[k].check_at.get(c).copied();
+                    if pending.is_none_or(|p| p <= self.t || b.until < p) {
+                        self.keystate[k].check_at.insert(*c, b.until);
+                        self.at(b.until, Ev::Check);
+                    }
+                    if !old.contains_key(c) {
+                        self.tr(Tr::Belief {
+                            c: *c as u8,
+                            key: k as u8,
+                            on: true,
+                            ms_left: ((b.until - self.t) / MS) as u32,
                         });
                     }
-                    let end = self.s.clients[c].clock.true_time_of(until, self.t);
-                    let cl = &mut self.clients[c];
-                    cl.believed = true;
-                    cl.last_acq = acq;
-                    if cl.belief_end_at != Some(end) {
-                        cl.belief_end_at = Some(end);
-                        self.at(end, Ev::BeliefEnd { c });
+                }
+            }
+            for c in old.keys() {
+                if !beliefs.contains_key(c) {
+                    self.tr(Tr::Belief {
+                        c: *c as u8,
+                        key: k as u8,
+                        on: false,
+                        ms_left: 0,
+                    });
+                }
+            }
+            if beliefs.len() >= 2 {
+                let mut it = beliefs.iter();
+                let (a, ba) = it.next().unwrap();
+                let (b, bb) = it.next().unwrap();
+                if self.keystate[k].overlaps_seen.insert((ba.acq, bb.acq)) {
+                    let msg = format!(
+                        "two holders of k{k} at once: c{a} (acquisition {}) and c{b} (acquisition {})",
+                        ba.acq, bb.acq
+                    );
+                    self.violation("exclusion", msg);
+                    if self.stopped {
+                        return;
                     }
                 }
-                None => self.clients[c].believed = false,
             }
+            let no_holder = beliefs.is_empty();
+            self.keystate[k].beliefs = beliefs;
+            self.live_update(k, no_holder);
         }
-        if holders.len() >= 2 {
-            let (a, b) = (holders[0], holders[1]);
-            if self.overlaps_seen.insert((a.1, b.1)) {
-                let detail = |w: &World, c: usize| {
-                    let h = w.believes(c).unwrap();
-                    let mono = w.s.clients[c].clock.mono(w.t);
-                    format!(
-                        "c{c} (acq {}, rvn {}, valid {:?} more by its clock)",
-                        h.acq,
-                        h.held.record().rvn,
-                        h.held.valid_until() - mono
-                    )
-                };
-                let msg = format!(
-                    "two holders at once: {} and {}",
-                    detail(self, a.0),
-                    detail(self, b.0)
-                );
-                self.violation("exclusion", msg);
-                if self.stopped {
-                    return;
-                }
-            }
-        }
-        self.live_update(holders.is_empty());
     }
 
-    /// Clients waiting for the lock that can take over an abandoned one: `try_lock` loops
-    /// (they carry the observation from call to call) and `lock` calls that do not give up.
-    /// A `lock` with an `acquire_timeout` shorter than the lease, or a small
-    /// `max_retry_count`, restarts its watch on every call and never sees one version for a
-    /// whole lease (see the report on `LockClient::lock`).
-    fn waiting(&self) -> Vec<usize> {
-        (0..self.clients.len())
-            .filter(|&c| {
-                let cfg = &self.s.clients[c];
-                let patient =
-                    cfg.try_loop || (cfg.acquire_timeout.is_none() && cfg.max_retry.is_none());
-                patient
-                    && !self.clients[c].dead
-                    && matches!(
-                        self.clients[c].phase,
-                        Phase::Acquiring { .. } | Phase::Idle { waiting: true, .. }
-                    )
-            })
+    /// Patient waiters of key `k` (blocking `lock()` without timeout or retry limit, or a
+    /// `try_lock` loop) that are alive.
+    fn waiting(&self, k: usize) -> Vec<usize> {
+        let a = lock(&self.app);
+        a.waiting
+            .keys()
+            .filter(|(c, key)| *key == k && !self.clients[*c].dead)
+            .map(|(c, _)| *c)
             .collect()
     }
 
-    fn live_update(&mut self, no_holder: bool) {
-        let waiting = !self.waiting().is_empty();
+    fn live_update(&mut self, k: usize, no_holder: bool) {
+        if self.shut_down {
+            self.keystate[k].window = None;
+            return;
+        }
+        let waiting = !self.waiting(k).is_empty();
         if no_holder && !waiting {
-            // The waiters gave up: nothing to bound.
-            self.window = None;
+            self.keystate[k].window = None;
             return;
         }
         if !no_holder {
-            if let Some(w) = self.window.take() {
+            if let Some(w) = self.keystate[k].window.take() {
                 let took = self.t - w.start;
                 self.tr(Tr::LiveEnd {
+                    key: k as u8,
                     took_ms: (took / MS) as u32,
                 });
                 if self.settled_at.is_some_and(|s| s <= w.start) {
                     self.stats.live_checked += 1;
                     self.stats.live_met += 1;
-                    if took > w.tight {
-                        self.stats.try_lock_late_handover += 1;
-                        let start = w.start;
-                        self.known_issue(|| {
-                            format!("only try_lock loops waited from t={:.6}s: the lock went to one {:.3}s later, past the {:.3}s a reading waiter meets (a try_lock with an observation answers Busy from memory)", start as f64 / 1e9, took as f64 / 1e9, w.tight as f64 / 1e9)
-                        });
-                    }
                     let permille = took * 1000 / w.bound.max(1);
                     if permille > self.stats.live_max_permille {
                         self.stats.live_max_permille = permille;
@@ -1880,44 +1861,45 @@ impl World {
         if self.settled_at.is_none() {
             return;
         }
-        if self
+        let ks = &self.keystate[k];
+        if ks
             .window
             .as_ref()
-            .is_some_and(|w| w.start >= self.item_changed_at)
+            .is_some_and(|w| w.start >= ks.item_changed_at)
         {
             return;
         }
-        // A new wait (nobody holds, someone waits), or the item changed under a wait: bound
-        // the time from now until some waiter holds, from the item as it is now.
-        let (bound, tight) = self.live_bound();
-        self.window_gen += 1;
-        let epoch = self.window_gen;
+        let bound = self.live_bound(k);
+        let ks = &mut self.keystate[k];
+        ks.window_gen += 1;
+        let epoch = ks.window_gen;
         self.stats.live_windows += 1;
-        self.window = Some(Window {
+        ks.window = Some(Window {
             epoch,
             start: self.t,
             bound,
-            tight,
         });
         let checked = self.settled_at.is_some_and(|s| s <= self.t);
         self.tr(Tr::LiveStart {
+            key: k as u8,
             bound_ms: (bound / MS) as u32,
             checked,
         });
-        self.at(self.t + bound, Ev::LiveDeadline { epoch });
+        self.at(self.t + bound, Ev::LiveDeadline { key: k, epoch });
     }
 
-    /// The liveness bound from now, on a calm network (one-way delay <= 20 ms, so a round trip
-    /// <= `rtt`), with every waiter's clock at least `1 - rho` fast:
-    /// * item absent: a waiter's next request is at most one poll interval away (backoff is
-    ///   capped at the poll interval), after at most one round trip already under way; then a
+    /// The liveness bound from now, on a calm network (round trip <= `rtt`), every waiter's
+    /// clock at least `1 - rho` fast:
+    /// * item absent: the next request of a waiter is at most one poll interval away, then a
     ///   read and a create: `P/(1-rho) + 3 rtt`;
-    /// * item present, its holder gone: the waiters must watch the version for its lease
-    ///   (`trust_local_time`: until the stored expiry plus skew by their wall clocks, which
-    ///   may be off by the wall spread): `(P + L [+ skew + spread])/(1-rho) + 4 rtt`.
+    /// * item present, its holder gone: the waiters watch the version for its lease
+    ///   (`trust_local_time`: until the stored expiry plus skew by their wall clocks):
+    ///   `(P + L [+ skew + spread])/(1-rho) + 4 rtt`;
+    /// * a `try_lock` loop continues its watch across calls but sleeps up to a poll interval
+    ///   between them, and its first call may only learn the version: up to one more lease.
     ///
-    /// Plus 25 ms for rounding to whole milliseconds and ties.
-    fn live_bound(&self) -> (u64, u64) {
+    /// Plus 25 ms for rounding and ties, and the backoff caps of a few failed requests.
+    fn live_bound(&self, k: usize) -> u64 {
         let slow = 1.0 - self.s.rho_ppm as f64 / 1e6;
         let rtt = 2 * CALM_DELAY.1;
         let p_max = self.s.clients.iter().map(|c| dur_ns(c.poll)).max().unwrap();
@@ -1936,7 +1918,7 @@ impl World {
         };
         let record = self
             .db
-            .current()
+            .current(&self.keys[k])
             .and_then(|i| LockRecord::from_item(i).ok());
         let clock = match &record {
             None => p_max,
@@ -1944,45 +1926,149 @@ impl World {
         };
         let rtts = if record.is_some() { 4 } else { 3 };
         let tight = (clock as f64 / slow) as u64 + rtts * rtt + 25 * MS;
-        // A `try_lock` with a stored observation answers from memory until the observed
-        // version's lease has passed (client.rs passes no `read_first` then). Only then does
-        // it look: a takeover of the remembered version, refused if the holder had renewed
-        // since, and a whole lease of watching the current version follows. So a loop of
-        // them may hand over a lock up to two leases late.
-        let max_lease = self
-            .s
-            .clients
-            .iter()
-            .map(|c| dur_ns(c.lease))
-            .max()
-            .unwrap();
-        let cur_lease = record.as_ref().map_or(0, |r| dur_ns(r.lease));
-        let loose = ((p_max + max_lease + cur_lease + 2 * trust_extra) as f64 / slow) as u64
-            + 6 * rtt
-            + 25 * MS;
-        let only_try = self.waiting().iter().all(|&c| self.s.clients[c].try_loop);
-        (if only_try { tight.max(loose) } else { tight }, tight)
+        // A `try_lock` loop sleeps up to a poll interval between calls, and may have to watch
+        // the current version for a whole lease after a refused takeover of a remembered one:
+        // when only such loops wait, the lock may be handed over up to two leases late.
+        let waiting = self.waiting(k);
+        let only_try = waiting.iter().all(|&c| {
+            self.s.clients[c]
+                .tasks
+                .iter()
+                .any(|t| t.key == k && t.try_loop)
+        });
+        if only_try {
+            let max_lease = self
+                .s
+                .clients
+                .iter()
+                .map(|c| dur_ns(c.lease))
+                .max()
+                .unwrap();
+            let cur_lease = record.as_ref().map_or(0, |r| dur_ns(r.lease));
+            let loose = ((p_max + max_lease + cur_lease + 2 * trust_extra) as f64 / slow) as u64
+                + 6 * rtt
+                + 25 * MS;
+            tight.max(loose)
+        } else {
+            tight
+        }
     }
 
-    fn live_deadline(&mut self, epoch: u64) {
-        let Some(w) = &self.window else { return };
+    fn live_deadline(&mut self, k: usize, epoch: u64) {
+        let Some(w) = &self.keystate[k].window else {
+            return;
+        };
         if w.epoch != epoch {
             return;
         }
         let (start, bound) = (w.start, w.bound);
-        self.window = None;
-        if self.settled_at.is_some_and(|s| s <= start) {
+        self.keystate[k].window = None;
+        if self.settled_at.is_some_and(|s| s <= start) && !self.shut_down {
             self.stats.live_checked += 1;
-            let waiting = self.waiting();
+            let waiting = self.waiting(k);
+            let item = self
+                .db
+                .current(&self.keys[k])
+                .and_then(|i| LockRecord::from_item(i).ok())
+                .map(|r| (r.owner, r.rvn));
             self.violation(
                 "liveness",
                 format!(
-                    "nobody acquired within {:.3}s (bound) of t={:.6}s on a calm network; waiting: {waiting:?}; item: {:?}",
+                    "nobody acquired k{k} within {:.3}s (bound) of t={:.6}s on a calm network; waiting: {waiting:?}; item: {item:?}",
                     bound as f64 / 1e9,
                     start as f64 / 1e9,
-                    self.db.current().and_then(|i| LockRecord::from_item(i).ok()).map(|r| (r.owner, r.rvn)),
                 ),
             );
         }
     }
+
+    /// After the shutdown settled: every live client's registry is empty, no request answer
+    /// went unmatched, every `release_all` returned, and no item of a live client is left
+    /// that could block anyone (abandoned locks aside).
+    fn final_checks(&mut self) {
+        for c in 0..self.clients.len() {
+            let st = self.clients[c].client.stats();
+            if st.unexpected_responses > 0 {
+                self.violation(
+                    "other",
+                    format!(
+                        "c{c} got {} answers for requests not in flight",
+                        st.unexpected_responses
+                    ),
+                );
+            }
+            if self.clients[c].dead {
+                continue;
+            }
+            let active = self.clients[c].client.active_count();
+            if active > 0 {
+                self.violation(
+                    "leak",
+                    format!(
+                        "c{c} still looks after {active} locks after release_all and a calm settle"
+                    ),
+                );
+            }
+        }
+        let pending: Vec<String> = lock(&self.app)
+            .calls
+            .values()
+            .filter(|c| !self.clients[c.client].dead)
+            .map(|c| format!("c{} {:?}", c.client, c.kind))
+            .collect();
+        if !pending.is_empty() {
+            self.violation("bound", format!("calls never returned: {pending:?}"));
+        }
+        let shutdown_at = self.s.duration;
+        for k in 0..self.keys.len() {
+            let Some(r) = self
+                .db
+                .current(&self.keys[k])
+                .and_then(|i| LockRecord::from_item(i).ok())
+            else {
+                continue;
+            };
+            let Some(c) = self.s.clients.iter().position(|cfg| cfg.owner == r.owner) else {
+                continue;
+            };
+            let owners_dead = self
+                .s
+                .clients
+                .iter()
+                .enumerate()
+                .any(|(i, cfg)| cfg.owner == r.owner && self.clients[i].dead);
+            if owners_dead || r.lease.is_zero() || self.keystate[k].abandoned.contains(&r.rvn) {
+                continue;
+            }
+            // Written (by its writer's wall clock) after the shutdown: a lock still renewed
+            // or acquired after every application stopped and `release_all` began. (An item
+            // left by a release that could not be confirmed before the shutdown, or by a
+            // write that landed late, expires with its lease, as a crashed holder's would.)
+            let wall_at_shutdown = self.s.clients[c].clock.wall(shutdown_at);
+            if r.last_updated > wall_at_shutdown {
+                self.violation(
+                    "leak",
+                    format!(
+                        "k{k}'s item of {} (version {}) was written after the shutdown",
+                        r.owner, r.rvn
+                    ),
+                );
+            } else {
+                // Left behind, expiring with its lease: counted.
+                self.stats.items_left += 1;
+                let acq = self.db.acq_of(&r.rvn).map_or(0, |(_, a)| a);
+                if self.keystate[k]
+                    .applied_at
+                    .get(&acq)
+                    .is_some_and(|t| *t > shutdown_at)
+                {
+                    self.stats.late_landings += 1;
+                }
+            }
+        }
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }
