@@ -99,7 +99,11 @@ impl std::error::Error for TableError {}
 impl<H: Host> LockClient<H> {
     /// Creates the lock table (pay-per-request by default) with the configured key names,
     /// waits until it is active, and enables TTL when a TTL attribute is configured. An
-    /// existing table is checked instead ([`check_table`](Self::check_table)).
+    /// existing table is checked instead ([`check_table`](Self::check_table)). Waits at
+    /// most `options.wait` for the table to become active.
+    ///
+    /// Cancellation: dropped before it returns, the table may have been created (DynamoDB
+    /// goes on creating it); calling it again checks and finishes the job.
     pub async fn create_table(
         &self,
         options: &CreateTableOptions,
@@ -159,6 +163,8 @@ impl<H: Host> LockClient<H> {
     }
 
     /// Checks that the lock table exists and has the configured keys (both strings).
+    ///
+    /// Cancellation: nothing is left behind.
     pub async fn check_table(&self) -> Result<(), TableError> {
         let table = self.describe().await?;
         self.check_schema(&table)

@@ -39,7 +39,8 @@
 //! * `SIM_SEEDS=<count>` (default: 10,000 in release builds, 40 in debug), `SIM_START=<first
 //!   seed>`;
 //! * `SIM_THREADS=<n>` (default: available parallelism);
-//! * `SIM_SHOW_BEYOND=1`: print one expected beyond-bounds violation.
+//! * `SIM_SHOW_BEYOND=1`: print one expected beyond-bounds violation;
+//! * `SIM_FAIL_FAST=1`: stop at the first failing seed.
 //!
 //! `scripts/soak.sh` runs a long soak.
 
@@ -75,6 +76,9 @@ fn run_many(start: u64, count: u64) -> (Stats, Vec<RunResult>, Option<String>, f
     let threads = env_u64("SIM_THREADS")
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u64));
     let next = AtomicU64::new(0);
+    // Stop at the first failing seed (the mutation check only needs one).
+    let fail_fast = std::env::var_os("SIM_FAIL_FAST").is_some();
+    let failed = std::sync::atomic::AtomicBool::new(false);
     let total = Mutex::new(Stats::default());
     let failures = Mutex::new(Vec::new());
     let beyond_note = Mutex::new(None);
@@ -86,7 +90,7 @@ fn run_many(start: u64, count: u64) -> (Stats, Vec<RunResult>, Option<String>, f
                 let mut local = Stats::default();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= count {
+                    if i >= count || fail_fast && failed.load(Ordering::Relaxed) {
                         break;
                     }
                     let r = run_seed(start + i, false);
@@ -104,6 +108,7 @@ fn run_many(start: u64, count: u64) -> (Stats, Vec<RunResult>, Option<String>, f
                         }
                     }
                     if r.failure.is_some() {
+                        failed.store(true, Ordering::Relaxed);
                         failures.lock().unwrap().push(r);
                     }
                 }
@@ -165,6 +170,7 @@ fn summary(s: &Stats, secs: f64) -> String {
                 "f_5xx_after",
                 "f_conn_error",
                 "f_malformed_after",
+                "f_conflict",
                 "f_pauses",
                 "f_suspends",
                 "f_check_pauses",

@@ -99,6 +99,7 @@ pub(crate) async fn drive<H: Host, T>(
                 let sleep = pin!(host.sleep_until(deadline));
                 select(sleep, changed).await;
             }
+            Output::PhaseChanged(_) => {}
             Output::Idle | Output::Ended => return None,
         }
     }

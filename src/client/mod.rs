@@ -317,6 +317,9 @@ impl<H: Host> LockClient<H> {
     /// Releases `lock`: deletes its item if it is still ours. Someone else's item is never
     /// touched ([`ReleaseError::NotOwner`](crate::ReleaseError::NotOwner)). See
     /// [`Lock::release`].
+    ///
+    /// Cancellation: dropped before it returns, the release goes on in the background; a
+    /// later call completes with its result.
     pub async fn release(
         &self,
         lock: &Lock<H>,

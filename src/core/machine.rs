@@ -32,6 +32,9 @@ pub enum Output {
     },
     /// Nothing to send before this monotonic instant: poll again then, or after any input.
     Wait(Instant),
+    /// The lock entered another phase (the acquisition ended: held, or releasing what it
+    /// may have left, or ended). Poll again; a caller waiting for the acquisition has it.
+    PhaseChanged(Phase),
     /// Nothing to do until an input (a command, an answer). No request is in flight.
     Idle,
     /// The machine is finished: nothing will ever be sent again.
@@ -155,6 +158,7 @@ enum State {
 ///                 let _ = machine.handle(now(), id, outcome);
 ///             }
 ///             Output::Wait(deadline) => sleep_until(deadline), // or an earlier input
+///             Output::PhaseChanged(_) => {} // e.g. acquired: tell whoever waits for it
 ///             Output::Idle => wait_for_input(),
 ///             Output::Ended => return,
 ///         }
@@ -491,7 +495,7 @@ impl LockMachine {
                         Step::AwaitResponse => return self.wait(None),
                         Step::Done(_) => {
                             self.finish_acquire(now);
-                            continue;
+                            return Output::PhaseChanged(self.phase());
                         }
                     }
                 }

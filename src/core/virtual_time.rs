@@ -153,6 +153,7 @@ impl Sim {
                     deadline,
                 } => return (id, request, deadline),
                 Output::Wait(t) => self.now = self.now.advance(t - self.now.mono),
+                Output::PhaseChanged(_) => {}
                 other => panic!("expected a request, got {other:?}"),
             }
         }
@@ -336,6 +337,7 @@ fn renewals_failing_past_the_lease_report_expiry_with_the_error() {
                 }
             }
             Output::Wait(t) => s.now = s.now.advance(t - s.now.mono),
+            Output::PhaseChanged(_) => panic!("acquired already"),
             Output::Idle => break,
             Output::Ended => panic!("a lost lock's machine waits for its handle"),
         }
@@ -793,5 +795,36 @@ fn options_that_would_expire_every_lock_are_refused() {
     assert!(
         o.validate_for(&TableOptions::new().ttl(Duration::from_secs(1)))
             .is_ok()
+    );
+}
+
+/// A release keeps trying while a renewal of unknown outcome, sent after the last confirmed
+/// one, could still hold the item: until *its* lease is over.
+#[test]
+fn a_release_retries_while_an_unconfirmed_renewal_could_hold_the_item() {
+    let opts = LockOptions::new().lease(ms(1000)).prolong_every(ms(300));
+    let (mut s, _) = Sim::acquired(opts);
+    // The first renewal (at 300 ms) gets no answer: its version may be current from then.
+    let (_, _, deadline) = s.next();
+    let renewal_sent = s.now.mono;
+    s.now = s.now.advance(deadline - s.now.mono);
+    assert_eq!(s.poll(), s.poll(), "timed out by the machine");
+    s.m.release(s.now);
+    let mut last = s.now;
+    while s.m.release_outcome().is_none() {
+        match s.poll() {
+            Output::Send { id, request, .. } if matches!(request, Request::Delete(_)) => {
+                last = s.now;
+                s.answer(id, Err(throttled()));
+            }
+            Output::Send { id, .. } => s.answer(id, Err(throttled())),
+            Output::Wait(t) => s.now = s.now.advance(t - s.now.mono),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        last.mono >= renewal_sent + ms(950),
+        "gave up {:?} after the unconfirmed renewal, before its lease could be over",
+        last.mono - renewal_sent
     );
 }

@@ -362,6 +362,16 @@ impl App {
     }
 
     async fn hold(&mut self, lock_handle: SimLock, true_now: &impl Fn() -> u64) {
+        // A lock is returned held, with at least half its lease left (a write recognised late
+        // is renewed first).
+        let half = self.opts.lease_duration() / 2;
+        match lock_handle.status() {
+            LockStatus::Held { remaining, .. } if remaining >= half => {}
+            other => self.note(Note::Unexpected(format!(
+                "c{} got a lock of k{} with status {other:?} (less than half its lease left)",
+                self.client, self.key
+            ))),
+        }
         let record = lock_handle.record();
         self.note(Note::Acquired {
             client: self.client,

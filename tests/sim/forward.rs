@@ -223,6 +223,7 @@ pub fn episode(seed: u64, report: &mut Report) -> Result<(), String> {
     let mut acquisition = None;
     let mut ended = false;
     let mut answered = Vec::new();
+    let mut phase_changes = 0;
     for step in 0..600u64 {
         if env.now.mono != last {
             sends_here = 0;
@@ -293,6 +294,12 @@ pub fn episode(seed: u64, report: &mut Report) -> Result<(), String> {
                     ));
                 }
                 env.advance(Some(t));
+            }
+            Output::PhaseChanged(_) => {
+                phase_changes += 1;
+                if phase_changes > 1 {
+                    return Err("more than one phase change out of the acquisition".into());
+                }
             }
             Output::Idle => {
                 if m.in_flight() > 0 {

@@ -114,6 +114,9 @@ pub struct Faults {
     pub e5xx_after: f64,
     pub conn_error: f64,
     pub malformed_after: f64,
+    /// A request meets another transaction on its item (`TransactionConflictException`, or a
+    /// cancelled transaction with reason `TransactionConflict`): not applied.
+    pub conflict: f64,
     /// Random process pauses per client per second of chaos.
     pub pause_rate: f64,
     /// Probability of a pause right between a holder's check and its resource write.
@@ -335,6 +338,7 @@ impl Scenario {
                 e5xx_after: 0.03 * scale,
                 conn_error: 0.02 * scale,
                 malformed_after: 0.01 * scale,
+                conflict: 0.02 * scale,
                 pause_rate: 0.3 * scale,
                 check_pause: 0.1 * scale,
                 res_long: if beyond { 0.1 } else { 0.0 },

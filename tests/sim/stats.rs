@@ -26,7 +26,7 @@ stats! {
         req_put, req_update, req_get, req_delete, req_transact,
         // faults injected
         f_req_drop, f_resp_drop, f_dup, f_long_delay, f_throttle, f_5xx_before, f_5xx_after,
-        f_conn_error, f_malformed_after, f_timeouts, f_pauses, f_suspends, f_check_pauses, f_deaths,
+        f_conn_error, f_malformed_after, f_conflict, f_timeouts, f_pauses, f_suspends, f_check_pauses, f_deaths,
         f_ttl_deletes, f_res_long, f_outages, f_outage_hits, late_responses,
         // lock outcomes
         acq_create, acq_steal, takeovers, acquired, busy, gave_up,

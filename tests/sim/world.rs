@@ -1445,6 +1445,31 @@ impl World {
             };
             return self.reply(c, req, &op, slot, Err(e));
         }
+        if self.chaos && self.rng.chance(f.conflict) {
+            self.stats.f_conflict += 1;
+            self.tr(Tr::Db {
+                req: rq,
+                what: "conflict",
+                item: 0,
+                owner: -1,
+            });
+            let e = match &op {
+                WireOp::Transact(t) => Error::TransactionCanceled {
+                    reasons: (0..t.transact_items.len())
+                        .map(|i| ddb_lock::dynamodb::CancellationReason {
+                            code: Some(if i == 0 { "TransactionConflict" } else { "None" }.into()),
+                            item: None,
+                            message: (i == 0).then(|| "Transaction is ongoing for the item".into()),
+                        })
+                        .collect(),
+                    message: "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]".into(),
+                },
+                WireOp::Core(_) => Error::TransactionConflict {
+                    message: "Transaction is ongoing for the item".into(),
+                },
+            };
+            return self.reply(c, req, &op, slot, Err(e));
+        }
         let applied = match self.db.apply_wire(&op) {
             Ok(a) => a,
             Err(e) => {
