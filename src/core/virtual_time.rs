@@ -813,7 +813,11 @@ fn a_release_retries_while_an_unconfirmed_renewal_could_hold_the_item() {
     let mut last = s.now;
     while s.m.release_outcome().is_none() {
         match s.poll() {
-            Output::Send { id, request, .. } if matches!(request, Request::Delete(_)) => {
+            Output::Send {
+                id,
+                request: Request::Delete(_),
+                ..
+            } => {
                 last = s.now;
                 s.answer(id, Err(throttled()));
             }
