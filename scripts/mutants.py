@@ -151,7 +151,12 @@ MUTANTS = [
 def run(cmd, env=None):
     e = dict(os.environ)
     e.update(env or {})
-    p = subprocess.run(cmd, cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=int(os.environ.get("MUTANT_TIMEOUT", "900")))
+    except subprocess.TimeoutExpired as t:
+        # A test that hangs under a mutant caught it too.
+        return 124, (t.stdout or b"").decode(errors="replace") if isinstance(t.stdout, bytes) else (t.stdout or "")
     return p.returncode, p.stdout
 
 

@@ -1,26 +1,26 @@
 #!/usr/bin/env bash
 # Long soak of the deterministic lock simulation (tests/simulation.rs).
 #
-#   scripts/soak.sh [TOTAL_SEEDS] [CHUNK]        (defaults: 200000 seeds, chunks of 20000)
+#   scripts/soak.sh [TOTAL_SEEDS] [CHUNK]        (defaults: 100000 seeds, chunks of 10000)
 #
 # Environment: SIM_START (first seed, default 0), SIM_THREADS (default: all cores).
-# Builds the test once (release), runs it chunk by chunk, prints seeds/s per chunk and the
+# Builds the test once (profile `sim`), runs it chunk by chunk, prints seeds/s per chunk and the
 # totals at the end. A failing seed prints its report (seed, scenario, last events, the rerun
 # command); the soak goes on and exits 1 at the end if any seed failed. Rerun one seed with
-#   SIM_SEED=<n> SIM_TRACE=1 cargo test --release --test simulation -- --nocapture simulate
+#   SIM_SEED=<n> SIM_TRACE=1 cargo test --profile sim --no-default-features --test simulation -- --nocapture simulate
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-total=${1:-${SIM_SEEDS:-200000}}
-chunk=${2:-20000}
+total=${1:-${SIM_SEEDS:-100000}}
+chunk=${2:-10000}
 start=${SIM_START:-0}
 [[ $total =~ ^[0-9]+$ && $chunk =~ ^[0-9]+$ && $start =~ ^[0-9]+$ && $chunk -gt 0 ]] || {
   echo "usage: $0 [TOTAL_SEEDS] [CHUNK]  (numbers; SIM_START=<first seed>)" >&2
   exit 2
 }
 
-echo "==> building the simulation (release)" >&2
-bin=$(cargo test --release --test simulation --no-run 2>&1 |
+echo "==> building the simulation (profile sim)" >&2
+bin=$(cargo test --profile sim --no-default-features --test simulation --no-run 2>&1 |
   sed -n 's/.*Executable tests\/simulation\.rs (\(.*\))$/\1/p' | tail -1)
 [[ -n $bin && -x $bin ]] || { echo "could not find the simulation test binary" >&2; exit 1; }
 

@@ -8,7 +8,10 @@
 #              wasm32 build
 #   interop    npm-install the TypeScript lock client into tests/interop/node_modules
 #   native     cargo test --all-targets against a fresh DynamoDB Local
-#              (DDB_LOCAL_ENDPOINT + dummy AWS_* exported by scripts/ddb-local.sh run)
+#              (DDB_LOCAL_ENDPOINT + dummy AWS_* exported by scripts/ddb-local.sh run);
+#              the simulation runs a smoke test here (debug build)
+#   sim        the deterministic simulation of the shipped client, optimized build,
+#              10,000 seeds (SIM_SEEDS to change)
 #   wasm       the same scenarios on wasm32 in Node and headless Chromium, the example
 #              Cloudflare Worker in raw workerd beside a native client, its module size
 #              (scripts/wasm-setup.sh installs the tools; scripts/wasm-test.sh runs the parts)
@@ -60,13 +63,19 @@ step_native() {
   # TODO: add feature combinations here (e.g. --no-default-features) as they appear.
 }
 
+step_sim() {
+  step "sim: deterministic simulation of the shipped client (${SIM_SEEDS:-10000} seeds)"
+  SIM_SEEDS="${SIM_SEEDS:-10000}" cargo test --profile sim --no-default-features \
+    --test simulation -- --nocapture
+}
+
 step_wasm() {
   step "wasm: Node, headless Chromium, workerd (wasm-tests/, examples/cloudflare-worker/)"
   bash scripts/wasm-setup.sh
   bash scripts/wasm-test.sh
 }
 
-ALL_STEPS=(toolchain lint interop native wasm)
+ALL_STEPS=(toolchain lint interop native sim wasm)
 
 main() {
   local steps=("$@")

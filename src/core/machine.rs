@@ -291,9 +291,15 @@ impl LockMachine {
                     renewal_error: h.renewal_error().cloned(),
                 },
             },
+            State::Ended if self.leftover || self.abandoned => Status::Ended,
             State::Ended => match &self.release_result {
-                Some(Ok(_)) if !self.leftover => Status::Lost(super::LossReason::Released),
-                _ => Status::Ended,
+                Some(Err(ReleaseError::NotOwner { holder })) => {
+                    Status::Lost(super::LossReason::Stolen { by: holder.clone() })
+                }
+                Some(Err(ReleaseError::AlreadyLost(reason))) => Status::Lost(reason.clone()),
+                // Released, or unconfirmed: either way no longer ours.
+                Some(_) => Status::Lost(super::LossReason::Released),
+                None => Status::Ended,
             },
         }
     }

@@ -589,6 +589,7 @@ fn try_lock_gives_up_after_a_few_failed_requests() {
     let mut s = Sim::new(LockOptions::new(), start_with);
     let mut sent = 0;
     while s.m.acquisition().is_none() {
+        assert!(sent < 20, "still retrying after {sent} failed requests");
         let (id, _, _) = s.next();
         sent += 1;
         s.answer(id, Err(throttled()));

@@ -420,7 +420,7 @@ impl World {
             return;
         }
         let report = format!(
-            "VIOLATION [{kind}] at t={:.6}s: {msg}\n{}  last {} events:\n{}  rerun: SIM_SEED={} SIM_TRACE=1 cargo test --release --test simulation -- --nocapture simulate\n",
+            "VIOLATION [{kind}] at t={:.6}s: {msg}\n{}  last {} events:\n{}  rerun: SIM_SEED={} SIM_TRACE=1 cargo test --profile sim --no-default-features --test simulation -- --nocapture simulate\n",
             self.t as f64 / 1e9,
             self.s.describe(),
             TRACE_TAIL,
