@@ -214,10 +214,11 @@ async fn our_abandoned_lock_is_taken_over_by_theirs_after_the_lease() {
         .as_u64()
         .unwrap();
     assert!(theirs >= written + 1500, "they took over inside our lease");
-    // While they hold it, our late release is refused and leaves their item alone.
+    // While they hold it, our late release says our lock was already lost (it expired) and
+    // leaves their item alone.
     assert!(matches!(
         lock.release().await,
-        Err(ddb_lock::ReleaseError::NotOwner { .. })
+        Err(ddb_lock::ReleaseError::AlreadyLost(ddb_lock::LossReason::Expired { .. }))
     ));
     assert_eq!(
         ts.event("released", ms(5000)).await["deleted"],
