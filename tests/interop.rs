@@ -218,7 +218,9 @@ async fn our_abandoned_lock_is_taken_over_by_theirs_after_the_lease() {
     // leaves their item alone.
     assert!(matches!(
         lock.release().await,
-        Err(ddb_lock::ReleaseError::AlreadyLost(ddb_lock::LossReason::Expired { .. }))
+        Err(ddb_lock::ReleaseError::AlreadyLost(
+            ddb_lock::LossReason::Expired { .. }
+        ))
     ));
     assert_eq!(
         ts.event("released", ms(5000)).await["deleted"],

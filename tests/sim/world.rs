@@ -1407,6 +1407,25 @@ impl World {
         );
     }
 
+    /// Answers request `req` with `e` without applying it.
+    fn refuse(
+        &mut self,
+        c: usize,
+        req: u64,
+        op: WireOp,
+        slot: SlotRef,
+        what: &'static str,
+        e: Error,
+    ) {
+        self.tr(Tr::Db {
+            req: req as u32,
+            what,
+            item: 0,
+            owner: -1,
+        });
+        self.reply(c, req, &op, slot, Err(e));
+    }
+
     fn db_arrive(&mut self, c: usize, req: u64, op: WireOp, slot: SlotRef) {
         let f = self.s.faults.clone();
         let rq = req as u32;
@@ -1416,43 +1435,25 @@ impl World {
         }
         if outage == Some(Outage::Throttle) || self.chaos && self.rng.chance(f.throttle) {
             self.stats.f_throttle += 1;
-            self.tr(Tr::Db {
-                req: rq,
-                what: "throttled",
-                item: 0,
-                owner: -1,
-            });
             let e = Error::Throttled {
                 code: "ProvisionedThroughputExceededException".into(),
                 message: "simulated".into(),
             };
-            return self.reply(c, req, &op, slot, Err(e));
+            return self.refuse(c, req, op, slot, "throttled", e);
         }
         if outage == Some(Outage::ServerErrors) && self.rng.chance(0.5)
             || self.chaos && self.rng.chance(f.e5xx_before)
         {
             self.stats.f_5xx_before += 1;
-            self.tr(Tr::Db {
-                req: rq,
-                what: "5xx before",
-                item: 0,
-                owner: -1,
-            });
             let e = Error::Server {
                 status: 500,
                 code: "InternalServerError".into(),
                 message: "simulated, not applied".into(),
             };
-            return self.reply(c, req, &op, slot, Err(e));
+            return self.refuse(c, req, op, slot, "5xx before", e);
         }
         if self.chaos && self.rng.chance(f.conflict) {
             self.stats.f_conflict += 1;
-            self.tr(Tr::Db {
-                req: rq,
-                what: "conflict",
-                item: 0,
-                owner: -1,
-            });
             let e = match &op {
                 WireOp::Transact(t) => Error::TransactionCanceled {
                     reasons: (0..t.transact_items.len())
@@ -1468,7 +1469,7 @@ impl World {
                     message: "Transaction is ongoing for the item".into(),
                 },
             };
-            return self.reply(c, req, &op, slot, Err(e));
+            return self.refuse(c, req, op, slot, "conflict", e);
         }
         let applied = match self.db.apply_wire(&op) {
             Ok(a) => a,
