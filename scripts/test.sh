@@ -12,6 +12,8 @@
 #              the simulation runs a smoke test here (debug build)
 #   sim        the deterministic simulation of the shipped client, optimized build,
 #              10,000 seeds (SIM_SEEDS to change)
+#   mutants    the mutation check: each known defect re-introduced must be caught by the
+#              unit tests or the simulation (scripts/mutants.py)
 #   wasm       the same scenarios on wasm32 in Node and headless Chromium, the example
 #              Cloudflare Worker in raw workerd beside a native client, its module size
 #              (scripts/wasm-setup.sh installs the tools; scripts/wasm-test.sh runs the parts)
@@ -69,13 +71,18 @@ step_sim() {
     --test simulation -- --nocapture
 }
 
+step_mutants() {
+  step "mutants: known defects re-introduced one at a time must be caught"
+  python3 scripts/mutants.py
+}
+
 step_wasm() {
   step "wasm: Node, headless Chromium, workerd (wasm-tests/, examples/cloudflare-worker/)"
   bash scripts/wasm-setup.sh
   bash scripts/wasm-test.sh
 }
 
-ALL_STEPS=(toolchain lint interop native sim wasm)
+ALL_STEPS=(toolchain lint interop native sim mutants wasm)
 
 main() {
   local steps=("$@")

@@ -355,22 +355,23 @@ impl<H: Host> LockClient<H> {
             client: self,
             shared,
         };
-        let result = drive(self, shared, |m, settled| match m.release_outcome() {
+        // Ended without a release (abandoned): nothing was released, the lease runs out.
+        let never = || {
+            Err(crate::ReleaseError::AlreadyLost(
+                crate::LossReason::Expired { last_error: None },
+            ))
+        };
+        drive(self, shared, |m, settled| match m.release_outcome() {
             Some(r) => Some(r.clone()),
-            // Ended without a release: abandoned, or an acquisition that never wrote.
             None if matches!(settled, Some(Output::Idle | Output::Ended))
                 || m.phase() == Phase::Ended =>
             {
-                Some(Err(crate::ReleaseError::AlreadyLost(
-                    crate::LossReason::Expired { last_error: None },
-                )))
+                Some(never())
             }
             None => None,
         })
-        .await;
-        result.unwrap_or(Err(crate::ReleaseError::AlreadyLost(
-            crate::LossReason::Expired { last_error: None },
-        )))
+        .await
+        .unwrap_or_else(never)
     }
 
     /// Reads a lock without acquiring it (strongly consistent). `Ok(None)` if it is free.
