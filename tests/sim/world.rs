@@ -205,6 +205,8 @@ struct KeyState {
     abandoned: BTreeSet<String>,
     /// When each acquisition took effect at the table.
     applied_at: BTreeMap<u64, u64>,
+    /// When the latest acquisition took effect.
+    acquired_at: u64,
     /// Versions written by each client's acquisition call in progress, and by its calls that
     /// were cut short or gave up (with when).
     writing: BTreeMap<usize, Vec<String>>,
@@ -876,6 +878,11 @@ impl World {
         }
         self.stats.f_deaths += 1;
         self.tr(Tr::Die { c: c as u8 });
+        // It may have been the waiter a liveness window counted on: the others' waits are
+        // measured again from now.
+        for ks in &mut self.keystate {
+            ks.window = None;
+        }
     }
 
     /// The applications stop (their futures dropped wherever they are), the network calms
@@ -1553,9 +1560,9 @@ impl World {
                 prev_owner,
             } => {
                 let Some(k) = self.key_index(key) else { return };
-                // Progress, or an item nobody will believe in (its acquisition was cut):
-                // either way the wait is measured again from here.
-                self.keystate[k].item_changed_at = self.t;
+                // Progress, or an item nobody will believe in (its acquisition was cut): a
+                // window that runs out after this is measured again from here.
+                self.keystate[k].acquired_at = self.t;
                 self.keystate[k].applied_at.insert(*acq, self.t);
                 if *steal {
                     self.stats.acq_steal += 1;
@@ -1989,6 +1996,22 @@ impl World {
         }
         let (start, bound) = (w.start, w.bound);
         self.keystate[k].window = None;
+        if self.keystate[k].acquired_at > start {
+            // Someone acquired meanwhile but nobody believes: an acquisition cut short (its
+            // item is cleaned up, or watched for a lease). Measure the wait from then.
+            let since = self.keystate[k].acquired_at;
+            let bound = self.live_bound(k);
+            let ks = &mut self.keystate[k];
+            ks.window_gen += 1;
+            let epoch = ks.window_gen;
+            ks.window = Some(Window {
+                epoch,
+                start: since,
+                bound,
+            });
+            self.at(since + bound, Ev::LiveDeadline { key: k, epoch });
+            return;
+        }
         if self.settled_at.is_some_and(|s| s <= start) && !self.shut_down {
             self.stats.live_checked += 1;
             let waiting = self.waiting(k);
@@ -2070,7 +2093,15 @@ impl World {
             // or acquired after every application stopped and `release_all` began. (An item
             // left by a release that could not be confirmed before the shutdown, or by a
             // write that landed late, expires with its lease, as a crashed holder's would.)
-            let wall_at_shutdown = self.s.clients[c].clock.wall(shutdown_at);
+            // (Clients may share an owner name: the one whose clock is furthest ahead.)
+            let wall_at_shutdown = self
+                .s
+                .clients
+                .iter()
+                .filter(|cfg| cfg.owner == r.owner)
+                .map(|cfg| cfg.clock.wall(shutdown_at))
+                .max()
+                .unwrap_or_else(|| self.s.clients[c].clock.wall(shutdown_at));
             if r.last_updated > wall_at_shutdown {
                 self.violation(
                     "leak",
